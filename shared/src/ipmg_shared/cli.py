@@ -1,0 +1,186 @@
+"""The ``ipmg`` command. Its root lives here; each service adds ``ipmg <service> …`` through the
+``ipmg.services`` entry-point group, so this package never imports a service."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from datetime import timedelta
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ipmg_shared.actors import Role, Unit
+from ipmg_shared.auth import issue_token
+from ipmg_shared.logging import configure_logging
+from ipmg_shared.runtime import ServiceDefinition
+from ipmg_shared.settings import get_settings
+
+T = TypeVar("T")
+console = Console()
+app = typer.Typer(
+    name="ipmg",
+    help="IPMG Liaison: run the services, migrate, seed, issue tokens, audit, operate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+class CliError(Exception):
+    """An expected failure: printed as one line, exit status 1."""
+
+
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+@cache
+def service_definitions() -> dict[str, ServiceDefinition]:
+    found: dict[str, ServiceDefinition] = {}
+    for entry in entry_points(group="ipmg.services"):
+        definition = entry.load()
+        if not isinstance(definition, ServiceDefinition):
+            raise CliError(f"entry point {entry.name} is not a ServiceDefinition")
+        found[definition.name] = definition
+    return dict(sorted(found.items()))
+
+
+def _chosen(service: str | None) -> list[ServiceDefinition]:
+    definitions = service_definitions()
+    if service is None:
+        return list(definitions.values())
+    if service not in definitions:
+        raise CliError(f"unknown service {service!r}; known: {', '.join(definitions)}")
+    return [definitions[service]]
+
+
+@app.command()
+def migrate(
+    service: Annotated[str | None, typer.Option(help="Only this service")] = None,
+) -> None:
+    """Create each service's database and role if missing, then apply new migrations."""
+    from ipmg_shared.db import apply_migrations, provision_service_database
+
+    settings = get_settings()
+
+    async def go() -> None:
+        for definition in _chosen(service):
+            await provision_service_database(settings, definition.name)
+            applied = await apply_migrations(
+                settings,
+                definition.name,
+                definition.migrations(),
+                definition.append_only_tables,
+            )
+            console.print(
+                f"{definition.name}: {len(applied)} migration(s) applied"
+                + (f" ({', '.join(applied)})" if applied else ", up to date")
+            )
+
+    run_async(go())
+
+
+topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create the event, dead-letter and retry topics that do not exist yet."""
+    from ipmg_shared.topics import ensure_topics
+
+    created = run_async(ensure_topics(get_settings()))
+    console.print(f"topics created: {', '.join(created)}" if created else "topics: up to date")
+
+
+token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("issue")
+def token_issue(
+    subject: Annotated[str, typer.Option(help="Who: e.g. an email address")],
+    unit: Annotated[Unit, typer.Option(help="The member unit the person acts for")],
+    role: Annotated[Role, typer.Option(help="secretariat, focal_person, auditor or service")],
+    ttl_hours: Annotated[float, typer.Option(min=0.01, max=24 * 366)] = 8.0,
+) -> None:
+    """Print a signed bearer token carrying subject, unit and role."""
+    token = issue_token(
+        get_settings(), subject=subject, unit=unit, role=role, ttl=timedelta(hours=ttl_hours)
+    )
+    typer.echo(token)
+
+
+def _service_app(definition: ServiceDefinition) -> typer.Typer:
+    service_app = typer.Typer(help=f"The {definition.name} service.", no_args_is_help=True)
+
+    @service_app.command("run")
+    def run(
+        port: Annotated[int | None, typer.Option(help="HTTP port")] = None,
+        host: Annotated[str | None, typer.Option(help="HTTP host")] = None,
+    ) -> None:
+        """Run the service: its Kafka consumers and relay, and its HTTP API."""
+        import uvicorn
+
+        from ipmg_shared.runtime import ServiceRuntime
+
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_json)
+        runtime = ServiceRuntime(definition, settings)
+        uvicorn.run(
+            runtime.http_app(),
+            host=host or settings.http_host,
+            port=port or settings.http_port(definition.name),
+            log_level="warning",
+            timeout_graceful_shutdown=20,
+        )
+
+    if definition.cli is not None:
+        service_app.add_typer(definition.cli, name=None)
+    return service_app
+
+
+def _add_operational_commands() -> None:
+    from ipmg_shared.audit_cli import audit_app
+    from ipmg_shared.dlq import dlq_app
+
+    app.add_typer(dlq_app, name="dlq")
+    app.add_typer(audit_app, name="audit")
+    for definition in service_definitions().values():
+        app.add_typer(_service_app(definition), name=definition.name)
+
+
+def main() -> None:
+    try:
+        _add_operational_commands()
+        app(standalone_mode=False)
+    except CliError as error:
+        _fail(str(error))
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except typer.Abort:
+        _fail("aborted")
+    except Exception as error:
+        import click
+
+        if isinstance(error, click.ClickException):
+            _fail(error.format_message())
+        _fail(_one_line(error))
+    sys.exit(0)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    kind = type(error).__name__
+    if isinstance(error, (ConnectionError, OSError)):
+        return f"cannot reach a server ({kind}): {text or 'connection refused'}"
+    return f"{kind}: {text}" if text else kind
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"ipmg: error: {message}", err=True)
+    sys.exit(1)

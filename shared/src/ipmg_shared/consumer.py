@@ -1,0 +1,281 @@
+"""Effectively-once consumption of event topics.
+
+A handler gets the decoded, upcast event and a database connection inside a transaction; its
+effect and the consumer's checkpoint (per stream: last version; per source: last position)
+commit together, and only then is the Kafka offset committed. A redelivered event is skipped by
+its stream version; a version beyond the next expected one is a gap, reported and dead-lettered,
+never silently skipped. Messages that cannot be processed go to the dead-letter topic with the
+reason; the consumer goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+import asyncpg
+import structlog
+from pydantic import ValidationError
+
+from ipmg_shared.envelope import Envelope
+from ipmg_shared.events import DomainEvent, EventDecodingError, EventRegistry
+from ipmg_shared.logging import get_logger
+from ipmg_shared.metrics import DEAD_LETTERS, EVENTS_CONSUMED, STREAM_GAPS
+from ipmg_shared.settings import TopicNames
+
+if TYPE_CHECKING:
+    from ipmg_shared.db import DbConnection
+
+log = get_logger("ipmg.consumer")
+
+# Faults of the infrastructure, not of the message: wait and take the same message again.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+
+
+class EventHandler(Protocol):
+    async def __call__(
+        self, connection: DbConnection, envelope: Envelope, event: DomainEvent
+    ) -> None: ...
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+    RETRY_LATER = "retry_later"  # infrastructure fault: do not commit the offset
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str  # short, stable: undecodable, forged_source, unknown_type, stream_gap, ...
+    error: str  # the detail for people
+
+
+class StreamGap(Exception):
+    def __init__(self, stream_id: str, expected: int, found: int) -> None:
+        super().__init__(f"stream {stream_id}: expected version {expected}, got {found}")
+        self.stream_id = stream_id
+        self.expected = expected
+        self.found = found
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One Kafka record as the runner sees it (independent of the client library)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+DeadLetterSink = Callable[[Delivery, DeadLetter, str], Awaitable[None]]
+
+
+@dataclass
+class Subscription:
+    """What one consumer reads: for each source, the event types it understands."""
+
+    consumer: str
+    sources: Mapping[str, EventRegistry]
+    handler: EventHandler
+    topic_names: TopicNames = field(default_factory=TopicNames)
+    max_attempts: int = 3
+    retry_backoff_s: float = 0.2
+    topics: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names = self.topic_names
+        self.topics = [names.events(source) for source in self.sources]
+        self.topics.append(names.retry(self.consumer))
+
+    def expected_sources(self, topic: str) -> set[str]:
+        if topic == self.topic_names.retry(self.consumer):
+            return set(self.sources)
+        return {source for source in self.sources if self.topic_names.events(source) == topic}
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        subscription: Subscription,
+        pool: asyncpg.Pool,
+        dead_letter: DeadLetterSink,
+        *,
+        acquire_timeout_s: float = 10.0,
+    ) -> None:
+        self.subscription = subscription
+        self.pool = pool
+        self._dead_letter = dead_letter
+        self._acquire_timeout_s = acquire_timeout_s
+
+    @property
+    def consumer(self) -> str:
+        return self.subscription.consumer
+
+    async def process(self, delivery: Delivery) -> Outcome:
+        """Handle one record; never raises for anything the record itself can cause."""
+        decoded = self._decode(delivery)
+        if isinstance(decoded, DeadLetter):
+            return await self._send_to_dead_letter(delivery, decoded, source="unknown")
+        envelope, event = decoded
+        structlog.contextvars.bind_contextvars(
+            correlation_id=str(envelope.correlation_id),
+            event_id=str(envelope.event_id),
+            source=envelope.source,
+            position=envelope.position,
+        )
+        try:
+            for attempt in range(1, self.subscription.max_attempts + 1):
+                try:
+                    outcome = await self._apply(envelope, event)
+                except TRANSIENT_ERRORS as error:
+                    log.warning("consumer_infrastructure_fault", error=repr(error))
+                    return Outcome.RETRY_LATER
+                except StreamGap as gap:
+                    STREAM_GAPS.labels(self.consumer, envelope.source).inc()
+                    log.error("stream_version_gap", stream_id=gap.stream_id, detail=str(gap))
+                    return await self._send_to_dead_letter(
+                        delivery, DeadLetter("stream_gap", str(gap)), envelope.source
+                    )
+                except Exception as error:  # a handler bug must not stop the consumer
+                    if attempt == self.subscription.max_attempts:
+                        log.exception("handler_failed", attempts=attempt)
+                        return await self._send_to_dead_letter(
+                            delivery,
+                            DeadLetter("handler_error", f"{type(error).__name__}: {error}"),
+                            envelope.source,
+                        )
+                    await asyncio.sleep(self.subscription.retry_backoff_s * 2 ** (attempt - 1))
+                else:
+                    EVENTS_CONSUMED.labels(self.consumer, envelope.source, outcome.value).inc()
+                    return outcome
+            raise AssertionError("unreachable: the last attempt returns")
+        finally:
+            structlog.contextvars.unbind_contextvars(
+                "correlation_id", "event_id", "source", "position"
+            )
+
+    def _decode(self, delivery: Delivery) -> tuple[Envelope, DomainEvent] | DeadLetter:
+        try:
+            envelope = Envelope.from_bytes(delivery.value)
+        except ValidationError as error:
+            return DeadLetter("undecodable", _first_error(error))
+        expected = self.subscription.expected_sources(delivery.topic)
+        header_source = dict(delivery.headers).get("source")
+        if envelope.source not in expected or (
+            header_source is not None and header_source.decode(errors="replace") != envelope.source
+        ):
+            return DeadLetter(
+                "forged_source",
+                f"source {envelope.source!r} does not publish on {delivery.topic}",
+            )
+        registry = self.subscription.sources[envelope.source]
+        try:
+            return envelope, envelope.decode(registry)
+        except EventDecodingError as error:
+            return DeadLetter(
+                "unknown_type" if not registry.knows(envelope.type) else "bad_payload", str(error)
+            )
+
+    async def _apply(self, envelope: Envelope, event: DomainEvent) -> Outcome:
+        async with (
+            self.pool.acquire(timeout=self._acquire_timeout_s) as connection,
+            connection.transaction(),
+        ):
+            last_version = await connection.fetchval(
+                "SELECT last_version FROM consumer_streams "
+                "WHERE consumer = $1 AND stream_id = $2 FOR UPDATE",
+                self.consumer,
+                envelope.stream_id,
+            )
+            last_version = last_version or 0
+            if envelope.stream_version <= last_version:
+                return Outcome.DUPLICATE
+            if envelope.stream_version != last_version + 1:
+                raise StreamGap(envelope.stream_id, last_version + 1, envelope.stream_version)
+            await self.subscription.handler(connection, envelope, event)
+            await connection.execute(
+                "INSERT INTO consumer_streams (consumer, stream_id, last_version) "
+                "VALUES ($1, $2, $3) ON CONFLICT (consumer, stream_id) "
+                "DO UPDATE SET last_version = EXCLUDED.last_version",
+                self.consumer,
+                envelope.stream_id,
+                envelope.stream_version,
+            )
+            await connection.execute(
+                "INSERT INTO consumer_sources (consumer, source, last_position, events_applied) "
+                "VALUES ($1, $2, $3, 1) ON CONFLICT (consumer, source) DO UPDATE SET "
+                "last_position = greatest(consumer_sources.last_position, EXCLUDED.last_position),"
+                " events_applied = consumer_sources.events_applied + 1, updated_at = now()",
+                self.consumer,
+                envelope.source,
+                envelope.position,
+            )
+        return Outcome.APPLIED
+
+    async def _send_to_dead_letter(
+        self, delivery: Delivery, letter: DeadLetter, source: str
+    ) -> Outcome:
+        await self._dead_letter(delivery, letter, self.consumer)
+        DEAD_LETTERS.labels(self.consumer, letter.reason).inc()
+        EVENTS_CONSUMED.labels(self.consumer, source, Outcome.DEAD_LETTERED.value).inc()
+        log.warning(
+            "dead_lettered",
+            reason=letter.reason,
+            error=letter.error,
+            topic=delivery.topic,
+            partition=delivery.partition,
+            offset=delivery.offset,
+        )
+        return Outcome.DEAD_LETTERED
+
+
+def dead_letter_headers(delivery: Delivery, letter: DeadLetter, consumer: str) -> dict[str, str]:
+    """The original headers plus where the record came from and why it could not be processed."""
+    headers = {name: value.decode(errors="replace") for name, value in delivery.headers}
+    headers.update(
+        {
+            "x-ipmg-consumer": consumer,
+            "x-ipmg-reason": letter.reason,
+            "x-ipmg-error": letter.error[:2000],
+            "x-ipmg-original-topic": delivery.topic,
+            "x-ipmg-original-partition": str(delivery.partition),
+            "x-ipmg-original-offset": str(delivery.offset),
+        }
+    )
+    return headers
+
+
+def _first_error(error: ValidationError) -> str:
+    details = error.errors(include_url=False)
+    if not details:
+        return str(error)
+    where = ".".join(str(part) for part in details[0]["loc"]) or "message"
+    return f"{where}: {details[0]['msg']}"
+
+
+__all__ = [
+    "ConsumerRunner",
+    "DeadLetter",
+    "Delivery",
+    "EventHandler",
+    "Outcome",
+    "Subscription",
+    "dead_letter_headers",
+]

@@ -1,0 +1,201 @@
+"""PostgreSQL plumbing: pools with bounded waits, provisioning, versioned migrations."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import asyncpg
+
+from ipmg_shared.settings import Settings
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # What a handler gets: a pooled connection or a plain one; both speak the same API.
+    DbConnection: TypeAlias = (
+        asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+    )
+
+MIGRATION_LOCK_KEY = 0x1A11_0001  # one migration run at a time per database
+PROVISION_LOCK_KEY = 0x1A11_0002
+SCHEMA_MIGRATIONS = "schema_migrations"
+
+
+def _encode_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+async def init_connection(connection: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=_encode_json, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(dsn: str, settings: Settings, *, max_size: int | None = None) -> asyncpg.Pool:
+    """A pool whose every wait is bounded: connect, acquire (by callers) and each command."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.pool_min_size,
+        max_size=max_size or settings.pool_max_size,
+        timeout=settings.pool_acquire_timeout_s,
+        command_timeout=settings.db_command_timeout_s,
+        init=init_connection,
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str, settings: Settings) -> asyncpg.Connection:
+    connection = await asyncpg.connect(
+        dsn, timeout=settings.pool_acquire_timeout_s, command_timeout=settings.db_command_timeout_s
+    )
+    await init_connection(connection)
+    return connection
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str  # unique across every set applied to a database, e.g. "shared/0001_event_store"
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+class MigrationChanged(RuntimeError):
+    """An applied migration's file no longer matches what was applied: never edit history."""
+
+
+def migrations_in(package: str, prefix: str, names: Iterable[str] | None = None) -> list[Migration]:
+    """The ``*.sql`` files of ``package``'s ``migrations`` folder, in name order."""
+    folder = resources.files(package).joinpath("migrations")
+    files = (
+        [entry for entry in folder.iterdir() if entry.name.endswith(".sql")]
+        if names is None
+        else [folder.joinpath(name) for name in names]
+    )
+    return [
+        Migration(name=f"{prefix}/{entry.name.removesuffix('.sql')}", sql=entry.read_text())
+        for entry in sorted(files, key=lambda entry: entry.name)
+    ]
+
+
+def event_store_migrations() -> list[Migration]:
+    return migrations_in("ipmg_shared", "shared", ["0001_event_store.sql"])
+
+
+def consumer_migrations() -> list[Migration]:
+    return migrations_in("ipmg_shared", "shared", ["0002_consumer_checkpoints.sql"])
+
+
+async def provision_service_database(settings: Settings, service: str) -> None:
+    """Create the service's role and database if missing; only that role may connect to it."""
+    role = settings.service_role(service)
+    database = settings.service_database(service)
+    password = settings.service_db_password.get_secret_value()
+    admin = await connect(settings.admin_dsn(), settings)
+    try:
+        await admin.execute("SELECT pg_advisory_lock($1)", PROVISION_LOCK_KEY)
+        role_exists = await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+        verb = "ALTER" if role_exists else "CREATE"
+        statement = await admin.fetchval(
+            f"SELECT format('{verb} ROLE %I LOGIN PASSWORD %L', $1::text, $2::text)",
+            role,
+            password,
+        )
+        await admin.execute(statement)
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+            await admin.execute(await _quoted(admin, "CREATE DATABASE %I", database))
+        await admin.execute(await _quoted(admin, "REVOKE ALL ON DATABASE %I FROM PUBLIC", database))
+        await admin.execute(
+            await _quoted(admin, "GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I", database, role)
+        )
+    finally:
+        await admin.close()
+
+
+async def _quoted(connection: asyncpg.Connection, template: str, *names: str) -> str:
+    placeholders = ", ".join(f"${i}::text" for i in range(1, len(names) + 1))
+    statement: str = await connection.fetchval(
+        f"SELECT format('{template}', {placeholders})", *names
+    )
+    return statement
+
+
+async def apply_migrations(
+    settings: Settings,
+    service: str,
+    migrations: Sequence[Migration],
+    append_only_tables: Iterable[str] = (),
+) -> list[str]:
+    """Apply what is new, in order, under a lock; then grant the service role least privilege.
+
+    The role may read and write its working tables but only SELECT and INSERT on append-only
+    ones (the event log). Returns the names of the migrations applied by this call.
+    """
+    connection = await connect(settings.admin_dsn(settings.service_database(service)), settings)
+    applied_now: list[str] = []
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        await connection.execute(
+            f"""CREATE TABLE IF NOT EXISTS {SCHEMA_MIGRATIONS} (
+                    name text PRIMARY KEY,
+                    checksum text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        applied = {
+            row["name"]: row["checksum"]
+            for row in await connection.fetch(f"SELECT name, checksum FROM {SCHEMA_MIGRATIONS}")
+        }
+        for migration in migrations:
+            if migration.name in applied:
+                if applied[migration.name] != migration.checksum:
+                    raise MigrationChanged(f"migration {migration.name} was changed after it ran")
+                continue
+            async with connection.transaction():
+                await connection.execute(migration.sql)
+                await connection.execute(
+                    f"INSERT INTO {SCHEMA_MIGRATIONS} (name, checksum) VALUES ($1, $2)",
+                    migration.name,
+                    migration.checksum,
+                )
+            applied_now.append(migration.name)
+        await _grant_least_privilege(connection, settings.service_role(service), append_only_tables)
+    finally:
+        await connection.close()
+    return applied_now
+
+
+async def _grant_least_privilege(
+    connection: asyncpg.Connection, role: str, append_only_tables: Iterable[str]
+) -> None:
+    async with connection.transaction():
+        await connection.execute(
+            await _quoted(connection, "GRANT USAGE ON SCHEMA public TO %I", role)
+        )
+        await connection.execute(
+            await _quoted(
+                connection,
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %I",
+                role,
+            )
+        )
+        await connection.execute(
+            await _quoted(connection, "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %I", role)
+        )
+        for table in [SCHEMA_MIGRATIONS, *append_only_tables]:
+            await connection.execute(
+                await _quoted(
+                    connection, "REVOKE UPDATE, DELETE, TRUNCATE ON TABLE %I FROM %I", table, role
+                )
+            )
+        await connection.execute(
+            await _quoted(connection, f"REVOKE INSERT ON TABLE {SCHEMA_MIGRATIONS} FROM %I", role)
+        )

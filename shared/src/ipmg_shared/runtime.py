@@ -1,0 +1,286 @@
+"""Wiring of one service process: database pool, Kafka broker (FastStream), relay, consumers,
+and the HTTP app with health, metrics and problem details. Each service hands in a
+``ServiceDefinition``; this module knows no service by name."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request, Response
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.middlewares import AckPolicy
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ipmg_shared.consumer import (
+    ConsumerRunner,
+    DeadLetter,
+    Delivery,
+    Outcome,
+    Subscription,
+    dead_letter_headers,
+)
+from ipmg_shared.db import Migration, init_connection
+from ipmg_shared.events import EventRegistry
+from ipmg_shared.logging import get_logger
+from ipmg_shared.metrics import CONSUMER_LAG
+from ipmg_shared.problems import BodySizeLimit, install_problem_handlers, problem
+from ipmg_shared.relay import Relay
+from ipmg_shared.settings import Settings, TopicNames
+from ipmg_shared.store import EventStore
+
+log = get_logger("ipmg.runtime")
+READINESS_TIMEOUT_S = 2.0
+RETRY_LATER_PAUSE_S = 1.0
+
+
+@dataclass
+class ServiceContext:
+    """What a running service's adapters share; handed to routers via ``request.app.state``."""
+
+    name: str
+    settings: Settings
+    pool: asyncpg.Pool
+    broker: KafkaBroker
+    store: EventStore | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """What a service contributes; found through the ``ipmg.services`` entry-point group."""
+
+    name: str
+    migrations: Callable[[], Sequence[Migration]]
+    registry: EventRegistry | None = None  # set for services that own an event store
+    append_only_tables: tuple[str, ...] = ()
+    routers: Callable[[], Sequence[APIRouter]] = tuple
+    subscriptions: Callable[[ServiceContext], Sequence[Subscription]] = lambda _: ()
+    cli: Any = None  # a typer.Typer with the service's own sub-commands
+    on_start: Callable[[ServiceContext], Any] | None = None  # extra background work
+
+    @property
+    def owns_event_store(self) -> bool:
+        return self.registry is not None
+
+
+def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        request_timeout_ms=int(settings.kafka_send_timeout_s * 1000),
+        logger=None,
+    )
+
+
+def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -> None:
+    """One FastStream subscriber per consumer: manual ack after the database commit.
+
+    FastStream's default ACK_FIRST would commit before handling (at-most-once); MANUAL with
+    single-message handling makes ``ack`` commit exactly what was processed.
+    """
+
+    async def on_message(message: KafkaMessage) -> None:
+        record: Any = message.raw_message  # single-message subscriber: one ConsumerRecord
+        delivery = Delivery(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value or b"",
+            headers=tuple(record.headers or ()),
+        )
+        try:
+            outcome = await runner.process(delivery)
+        except Exception as error:  # e.g. the dead-letter publish failed: take it again
+            log.warning("consumer_retry_later", error=repr(error))
+            outcome = Outcome.RETRY_LATER
+        if outcome is Outcome.RETRY_LATER:
+            await asyncio.sleep(RETRY_LATER_PAUSE_S)
+            await message.nack()
+            return
+        await message.ack()
+        _observe_lag(runner.consumer, message, record)
+
+    broker.subscriber(
+        *runner.subscription.topics,
+        group_id=settings.topics.group(runner.consumer),
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        max_poll_interval_ms=300_000,
+        decoder=_raw_body,
+    )(on_message)
+
+
+async def _raw_body(message: Any) -> Any:
+    # Bytes go to the runner untouched: decoding (and rejecting) is its job, not FastStream's.
+    return message.body
+
+
+def _observe_lag(consumer: str, message: KafkaMessage, record: Any) -> None:
+    kafka_consumer = getattr(message, "consumer", None)
+    highwater = getattr(kafka_consumer, "highwater", None)
+    if highwater is None:
+        return
+    from aiokafka import TopicPartition
+
+    end = highwater(TopicPartition(record.topic, record.partition))
+    if end is not None:
+        CONSUMER_LAG.labels(consumer, record.topic, str(record.partition)).set(
+            max(end - record.offset - 1, 0)
+        )
+
+
+def dead_letter_sink(
+    broker: KafkaBroker, topics: TopicNames
+) -> Callable[[Delivery, DeadLetter, str], Any]:
+    async def send(delivery: Delivery, letter: DeadLetter, consumer: str) -> None:
+        await broker.publish(
+            delivery.value,
+            topic=topics.dead_letter,
+            key=delivery.key,
+            headers=dead_letter_headers(delivery, letter, consumer),
+        )
+
+    return send
+
+
+class ServiceRuntime:
+    def __init__(self, definition: ServiceDefinition, settings: Settings) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.broker = make_broker(settings, f"ipmg-{definition.name}")
+        self.context: ServiceContext | None = None
+        self.relay: Relay | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.broker_started = False
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        settings = self.settings
+        dsn = settings.service_dsn(self.definition.name)
+        # min_size=0: the process starts and reports "not ready" while PostgreSQL is down.
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=0,
+            max_size=settings.pool_max_size,
+            timeout=settings.pool_acquire_timeout_s,
+            command_timeout=settings.db_command_timeout_s,
+            init=init_connection,
+        )
+        assert pool is not None
+        context = ServiceContext(self.definition.name, settings, pool, self.broker)
+        if self.definition.registry is not None:
+            context.store = EventStore(
+                pool,
+                self.definition.name,
+                self.definition.registry,
+                acquire_timeout_s=settings.pool_acquire_timeout_s,
+            )
+            self.relay = Relay(settings, dsn, self.definition.name)
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
+        sink = dead_letter_sink(self.broker, settings.topics)
+        for subscription in self.definition.subscriptions(context):
+            runner = ConsumerRunner(
+                subscription, pool, sink, acquire_timeout_s=settings.pool_acquire_timeout_s
+            )
+            subscribe(self.broker, runner, settings)
+        self.context = context
+        app.state.context = context
+        self._tasks.append(asyncio.create_task(self._keep_broker_started(), name="broker"))
+        if self.definition.on_start is not None:
+            self._tasks.append(asyncio.create_task(self.definition.on_start(context)))
+        log.info("service_started", service=self.definition.name)
+        try:
+            yield
+        finally:
+            log.info("service_stopping", service=self.definition.name)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # Stopping the broker lets the message in hand finish; its offset commits only
+            # after its database transaction, so an abandoned one is simply delivered again.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.broker.stop(), 15)
+            await asyncio.wait_for(pool.close(), 15)
+            log.info("service_stopped", service=self.definition.name)
+
+    async def _keep_broker_started(self) -> None:
+        """FastStream's start fails while Kafka is down: retry with backoff until it starts."""
+        backoff = 0.5
+        while not self.broker_started:
+            try:
+                await asyncio.wait_for(self.broker.start(), 30)
+                self.broker_started = True
+                log.info("broker_started", service=self.definition.name)
+            except Exception as error:
+                log.warning("broker_start_failed", error=repr(error), retry_in=backoff)
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.broker.stop(), 5)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        context = self.context
+        try:
+            assert context is not None
+            async with context.pool.acquire(timeout=READINESS_TIMEOUT_S) as connection:
+                await asyncio.wait_for(connection.fetchval("SELECT 1"), READINESS_TIMEOUT_S)
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"unavailable: {type(error).__name__}"
+        kafka_ok = self.broker_started and await self.broker.ping(READINESS_TIMEOUT_S)
+        checks["kafka"] = "ok" if kafka_ok else "unavailable"
+        return checks
+
+    def http_app(self, extra_routers: Sequence[APIRouter] = ()) -> FastAPI:
+        name = self.definition.name
+        app = FastAPI(
+            title=f"IPMG Liaison — {name}",
+            version="0.1.0",
+            lifespan=self.lifespan,
+            description=f"The {name} service of IPMG Liaison.",
+        )
+        app.state.settings = self.settings
+        app.state.runtime = self
+        install_problem_handlers(app)
+        app.add_middleware(BodySizeLimit, max_bytes=self.settings.max_request_bytes)
+        app.include_router(health_router(self))
+        for router in [*self.definition.routers(), *extra_routers]:
+            app.include_router(router)
+        return app
+
+
+def health_router(runtime: ServiceRuntime) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/health/live")
+    async def live() -> dict[str, str]:
+        return {"status": "live", "service": runtime.definition.name}
+
+    @router.get("/health/ready", response_model=None)
+    async def ready(request: Request) -> Response | dict[str, Any]:
+        checks = await runtime.readiness()
+        failing = [name for name, state in checks.items() if state != "ok"]
+        if failing:
+            return problem(
+                503,
+                "Not ready",
+                f"unavailable: {', '.join(failing)}",
+                headers={"Retry-After": "2"},
+                checks=checks,
+            )
+        return {"status": "ready", "service": runtime.definition.name, "checks": checks}
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,111 @@
+"""Configuration by environment variables (pydantic-settings), one object per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WRITE_SOURCES = ("meetings", "resolutions", "notifications")
+SERVICES = ("meetings", "resolutions", "notifications", "reporting")
+DEFAULT_HTTP_PORTS = {
+    "meetings": 8001,
+    "resolutions": 8002,
+    "notifications": 8003,
+    "reporting": 8004,
+}
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """Topic and consumer-group names; a prefix keeps test runs apart from a running system."""
+
+    prefix: str = "ipmg."
+
+    def events(self, source: str) -> str:
+        return f"{self.prefix}{source}.events"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}dead-letter"
+
+    def retry(self, consumer: str) -> str:
+        """Where `ipmg dlq replay` sends dead-lettered messages back to one consumer only."""
+        return f"{self.prefix}retry.{consumer}"
+
+    def group(self, consumer: str) -> str:
+        return f"{self.prefix}{consumer}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IPMG_", extra="ignore")
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("IPMG_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    # The PostgreSQL server's administrative URL: provisioning and migrations use it; each
+    # service runs as its own least-privileged role in its own database.
+    database_url: SecretStr = Field(
+        default=SecretStr("postgresql://postgres:postgres@127.0.0.1:5432/postgres"),
+        validation_alias=AliasChoices("IPMG_DATABASE_URL", "DATABASE_URL"),
+    )
+    database_prefix: str = "ipmg_"
+    service_db_password: SecretStr = SecretStr("ipmg-local-only")
+    jwt_secret: SecretStr = SecretStr("ipmg-local-development-signing-key-change-me")
+    jwt_issuer: str = "ipmg-liaison"
+    topic_prefix: str = "ipmg."
+    topic_partitions: int = 1
+    topic_replication_factor: int = 1
+    http_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_json: bool = True
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    pool_acquire_timeout_s: float = 10.0
+    db_command_timeout_s: float = 30.0
+    kafka_send_timeout_s: float = 30.0
+    relay_batch_size: int = 1000
+    relay_poll_interval_s: float = 1.0
+    consumer_max_attempts: int = 3
+    max_request_bytes: int = 256 * 1024
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(self.topic_prefix)
+
+    def service_database(self, service: str) -> str:
+        return f"{self.database_prefix}{service}"
+
+    def service_role(self, service: str) -> str:
+        return f"{self.database_prefix}{service}"
+
+    def admin_dsn(self, database: str | None = None) -> str:
+        url = self.database_url.get_secret_value()
+        return _with_database(url, database) if database else url
+
+    def service_dsn(self, service: str) -> str:
+        """The URL a running service uses: its own role, its own database."""
+        parts = urlsplit(self.database_url.get_secret_value())
+        host = parts.hostname or "127.0.0.1"
+        port = f":{parts.port}" if parts.port else ""
+        user = quote(self.service_role(service), safe="")
+        password = quote(self.service_db_password.get_secret_value(), safe="")
+        netloc = f"{user}:{password}@{host}{port}"
+        return urlunsplit((parts.scheme, netloc, "/" + self.service_database(service), "", ""))
+
+    def http_port(self, service: str) -> int:
+        return DEFAULT_HTTP_PORTS[service]
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from ipmg_shared.db import (
+    apply_migrations,
+    consumer_migrations,
+    create_pool,
+    event_store_migrations,
+    provision_service_database,
+)
+from ipmg_shared.settings import Settings
+
+
+async def fresh_service_database(settings: Settings, name: str) -> str:
+    """A new database and role migrated like a write service's; returns the service name."""
+    await provision_service_database(settings, name)
+    await apply_migrations(
+        settings, name, [*event_store_migrations(), *consumer_migrations()], ("events",)
+    )
+    return name
+
+
+@pytest.fixture
+async def service_name(postgres: Settings) -> str:
+    return await fresh_service_database(postgres, f"svc{uuid4().hex[:8]}")
+
+
+@pytest.fixture
+async def service_pool(postgres: Settings, service_name: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool connected as the service's own least-privileged role."""
+    pool = await create_pool(postgres.service_dsn(service_name), postgres, max_size=12)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def admin_connection(
+    postgres: Settings, service_name: str
+) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the service's database (for tampering, as an intruder would)."""
+    connection = await asyncpg.connect(postgres.admin_dsn(postgres.service_database(service_name)))
+    yield connection
+    await connection.close()

@@ -1,0 +1,224 @@
+"""The event store against a real PostgreSQL: concurrency, chain, idempotency, append-only."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from ipmg_shared.chain import BreakKind
+from ipmg_shared.store import (
+    CommandId,
+    EventStore,
+    IdempotencyKeyReused,
+    WrongExpectedVersion,
+)
+from tests.support.sample_events import REGISTRY, SECRETARIAT, NoteRecorded, notes
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture
+def store(service_pool: asyncpg.Pool, service_name: str) -> EventStore:
+    return EventStore(service_pool, service_name, REGISTRY)
+
+
+async def append(store: EventStore, stream: str, expected: int | None, *texts: str) -> None:
+    await store.append(stream, expected, notes(*texts), actor=SECRETARIAT, correlation_id=uuid4())
+
+
+async def test_append_and_read_back_a_stream(store: EventStore) -> None:
+    await append(store, "note-a", 0, "first", "second")
+    await append(store, "note-b", 0, "other")
+    await append(store, "note-a", 2, "third")
+
+    stream = await store.read_stream("note-a")
+    assert [e.stream_version for e in stream] == [1, 2, 3]
+    assert [e.position for e in stream] == [1, 2, 4]
+    assert [e.decode(REGISTRY) for e in stream][2] == NoteRecorded(text="third")
+    assert all(e.hash_is_valid for e in stream)
+    everything = await store.read_all()
+    assert [e.position for e in everything] == [1, 2, 3, 4]
+    assert everything[1].prev_hash == everything[0].hash
+
+
+async def test_stale_expected_version_raises_and_appends_nothing(store: EventStore) -> None:
+    await append(store, "note-a", 0, "first")
+    with pytest.raises(WrongExpectedVersion) as refused:
+        await append(store, "note-a", 0, "conflicting")
+    assert refused.value.actual == 1
+    assert len(await store.read_all()) == 1
+
+
+async def test_upcasting_on_read(store: EventStore, admin_connection: asyncpg.Connection) -> None:
+    await append(store, "note-a", 0, "written as version 2")
+    stored = (await store.read_stream("note-a"))[0]
+    assert REGISTRY.decode("NoteRecorded", 1, {"text": "old"}) == NoteRecorded(text="old")
+    assert stored.decode(REGISTRY) == NoteRecorded(text="written as version 2")
+
+
+async def test_eight_concurrent_writers_keep_positions_gap_free_and_in_commit_order(
+    store: EventStore,
+) -> None:
+    streams = [f"note-{i}" for i in range(12)]
+    conflicts = 0
+
+    async def writer(seed: int) -> int:
+        rng = random.Random(seed)
+        written = 0
+        nonlocal conflicts
+        while written < 500:
+            stream = rng.choice(streams)
+            version = (await store.read_stream(stream))[-1:]
+            expected = version[0].stream_version if version else 0
+            batch = min(rng.randint(1, 5), 500 - written)
+            try:
+                await append(
+                    store, stream, expected, *[f"w{seed}-{written + i}" for i in range(batch)]
+                )
+            except WrongExpectedVersion:
+                conflicts += 1
+                continue
+            written += batch
+        return written
+
+    totals = await asyncio.gather(*(writer(seed) for seed in range(8)))
+    assert sum(totals) == 4000
+
+    everything = [e async for e in store.iter_json()]
+    assert [e["position"] for e in everything] == list(range(1, 4001))
+    for stream in streams:
+        versions = [e["stream_version"] for e in everything if e["stream_id"] == stream]
+        assert versions == list(range(1, len(versions) + 1))
+    report = await store.verify_chain()
+    assert report.ok, report.first_break
+    assert report.events == 4000
+    assert conflicts > 0, "overlapping streams must produce optimistic-concurrency conflicts"
+
+
+async def test_a_late_committing_writer_cannot_leave_a_hole_behind_it(
+    store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    """A transaction that holds the append lock and sleeps before commit: the next append waits,
+    so a reader of 'position > n' never sees n+2 before n+1."""
+    async with service_pool.acquire() as slow, slow.transaction():
+        await slow.execute("SELECT pg_advisory_xact_lock($1)", 0x1A11_0010)
+        racing = asyncio.create_task(append(store, "note-b", 0, "waits for the lock"))
+        await asyncio.sleep(0.5)
+        assert not racing.done()
+        assert await store.read_all() == []
+    await racing
+    assert [e.position for e in await store.read_all()] == [1]
+
+
+async def test_idempotent_command_returns_first_result_and_appends_nothing(
+    store: EventStore,
+) -> None:
+    command = CommandId.of("key-1", {"text": "once"})
+    first = await store.append(
+        "note-a", 0, notes("once"), actor=SECRETARIAT, correlation_id=uuid4(), command=command
+    )
+    again = await store.append(
+        "note-a", 0, notes("once"), actor=SECRETARIAT, correlation_id=uuid4(), command=command
+    )
+    assert again.replayed
+    assert not first.replayed
+    assert again.to_json() == first.to_json()
+    assert len(await store.read_all()) == 1
+    with pytest.raises(IdempotencyKeyReused):
+        await store.append(
+            "note-a",
+            1,
+            notes("different"),
+            actor=SECRETARIAT,
+            correlation_id=uuid4(),
+            command=CommandId.of("key-1", {"text": "different"}),
+        )
+
+
+async def test_concurrent_retries_of_one_command_append_once(store: EventStore) -> None:
+    command = CommandId.of("key-2", {"text": "racing"})
+    results = await asyncio.gather(
+        *(
+            store.append(
+                "note-a",
+                None,
+                notes("racing"),
+                actor=SECRETARIAT,
+                correlation_id=uuid4(),
+                command=command,
+            )
+            for _ in range(6)
+        )
+    )
+    assert sum(not result.replayed for result in results) == 1
+    assert len(await store.read_all()) == 1
+
+
+async def test_service_role_cannot_update_or_delete_events(
+    store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    await append(store, "note-a", 0, "kept forever")
+    async with service_pool.acquire() as connection:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("UPDATE events SET payload = '{}'::jsonb")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("DELETE FROM events")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await connection.execute("TRUNCATE events")
+
+
+async def test_even_the_owner_is_refused_by_the_trigger(
+    store: EventStore, admin_connection: asyncpg.Connection
+) -> None:
+    await append(store, "note-a", 0, "kept forever")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await admin_connection.execute("UPDATE events SET payload = '{}'::jsonb")
+    with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+        await admin_connection.execute("DELETE FROM events")
+
+
+async def tamper(connection: asyncpg.Connection, sql: str) -> None:
+    """What an intruder with superuser rights does: bypass the trigger, change history."""
+    async with connection.transaction():
+        await connection.execute("SET LOCAL session_replication_role = replica")
+        await connection.execute(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "position", "kind"),
+    [
+        (
+            "UPDATE events SET payload = jsonb_set(payload, '{text}', '\"forged\"') "
+            "WHERE position = 5",
+            5,
+            BreakKind.CHANGED,
+        ),
+        ("DELETE FROM events WHERE position = 4", 4, BreakKind.MISSING),
+        (
+            "UPDATE events SET position = -position WHERE position IN (6, 7);"
+            "UPDATE events SET position = 13 - (-position) WHERE position IN (-6, -7)",
+            6,
+            BreakKind.REORDERED,
+        ),
+    ],
+    ids=["changed", "deleted", "swapped"],
+)
+async def test_verify_chain_pinpoints_tampering(
+    store: EventStore,
+    admin_connection: asyncpg.Connection,
+    sql: str,
+    position: int,
+    kind: BreakKind,
+) -> None:
+    for i in range(10):
+        await append(store, f"note-{i % 3}", None, f"event {i}")
+    assert (await store.verify_chain()).ok
+    await admin_connection.execute("ALTER TABLE events DROP CONSTRAINT events_position_check")
+    await tamper(admin_connection, sql)
+    report = await store.verify_chain()
+    assert report.first_break is not None
+    assert (report.first_break.position, report.first_break.kind) == (position, kind)

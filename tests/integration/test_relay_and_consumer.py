@@ -1,0 +1,166 @@
+"""Outbox relay to the real Kafka, and the effectively-once consumer runner behind it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from ipmg_shared.consumer import ConsumerRunner, Subscription
+from ipmg_shared.envelope import Envelope
+from ipmg_shared.events import DomainEvent
+from ipmg_shared.kafka_reader import read_topic
+from ipmg_shared.relay import Relay
+from ipmg_shared.runtime import dead_letter_sink, make_broker, subscribe
+from ipmg_shared.settings import Settings
+from ipmg_shared.store import EventStore
+from ipmg_shared.topics import ensure_topics
+from tests.support.sample_events import REGISTRY, SECRETARIAT, NoteRecorded, notes
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture
+async def store(kafka: Settings, service_pool: asyncpg.Pool, service_name: str) -> EventStore:
+    await ensure_topics(kafka, [service_name])
+    return EventStore(service_pool, service_name, REGISTRY)
+
+
+@contextlib.asynccontextmanager
+async def running_relay(settings: Settings, service_name: str) -> AsyncIterator[Relay]:
+    relay = Relay(settings, settings.service_dsn(service_name), service_name)
+    task = asyncio.create_task(relay.run())
+    try:
+        yield relay
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_relay_publishes_every_event_in_order_with_headers(
+    kafka: Settings, postgres: Settings, service_name: str, store: EventStore
+) -> None:
+    for i in range(30):
+        await store.append(
+            f"note-{i % 4}", None, notes(f"n{i}"), actor=SECRETARIAT, correlation_id=uuid4()
+        )
+    async with running_relay(kafka, service_name) as relay:
+        await wait_until(lambda: relay.published_position == 30)
+        await store.append(
+            "note-9", 0, notes("woken by notify"), actor=SECRETARIAT, correlation_id=uuid4()
+        )
+        await wait_until(lambda: relay.published_position == 31, timeout=5)
+
+    records = [r async for r in read_topic(kafka, kafka.topics.events(service_name))]
+    envelopes = [Envelope.from_bytes(r.value) for r in records]
+    assert [e.position for e in envelopes] == list(range(1, 32))
+    assert all(e.hash_is_valid for e in envelopes)
+    first = records[0]
+    assert first.key == envelopes[0].stream_id.encode()
+    headers = dict(first.headers)
+    assert headers["type"] == b"NoteRecorded"
+    assert headers["source"] == service_name.encode()
+    assert headers["event_id"] == str(envelopes[0].event_id).encode()
+
+
+class EffectRecorder:
+    """A handler whose effect is a row per event, in the consumer's own transaction."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def __call__(self, connection: object, envelope: Envelope, event: DomainEvent) -> None:
+        assert isinstance(event, NoteRecorded)
+        self.calls += 1
+        if event.text == "explode":
+            raise RuntimeError("handler bug")
+        await connection.execute(  # type: ignore[attr-defined]
+            "INSERT INTO effects (stream_id, stream_version, text) VALUES ($1, $2, $3)",
+            envelope.stream_id,
+            envelope.stream_version,
+            event.text,
+        )
+
+
+async def make_effects_table(settings: Settings, service_name: str) -> None:
+    admin = await asyncpg.connect(settings.admin_dsn(settings.service_database(service_name)))
+    await admin.execute(
+        "CREATE TABLE effects (stream_id text, stream_version int, text text, "
+        "PRIMARY KEY (stream_id, stream_version))"
+    )
+    await admin.execute(
+        f'GRANT SELECT, INSERT ON effects TO "{settings.service_role(service_name)}"'
+    )
+    await admin.close()
+
+
+async def test_consumer_applies_each_event_once_and_dead_letters_poison(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    await make_effects_table(kafka, service_name)
+    for i in range(20):
+        await store.append(
+            f"note-{i % 3}", None, notes(f"n{i}"), actor=SECRETARIAT, correlation_id=uuid4()
+        )
+    topic = kafka.topics.events(service_name)
+    recorder = EffectRecorder()
+    subscription = Subscription(
+        consumer=f"effects-{service_name}",
+        sources={service_name: REGISTRY},
+        handler=recorder,
+        topic_names=kafka.topics,
+        retry_backoff_s=0.01,
+    )
+    broker = make_broker(kafka, "test-consumer")
+    runner = ConsumerRunner(subscription, service_pool, dead_letter_sink(broker, kafka.topics))
+    subscribe(broker, runner, kafka)
+
+    async def effects_are(expected: int) -> bool:
+        return bool(await service_pool.fetchval("SELECT count(*) FROM effects") == expected)
+
+    async with running_relay(kafka, service_name) as relay:
+        await wait_until(lambda: relay.published_position == 20)
+        # Poison on the event topic: raw bytes, and a well-formed event of an unknown type.
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.kafka_bootstrap_servers)
+        await producer.start()
+        await producer.send_and_wait(topic, b"\x00not json", key=b"poison")
+        good = (await store.read_all(limit=1))[0].to_json()
+        unknown = {**good, "type": "NoteShredded", "stream_id": "note-x"}
+        await producer.send_and_wait(topic, json.dumps(unknown).encode(), key=b"note-x")
+        # A duplicate of an event already delivered (as a relay restart would produce).
+        await producer.send_and_wait(topic, json.dumps(good).encode(), key=b"note-0")
+        await producer.stop()
+        await store.append("note-7", 0, notes("explode"), actor=SECRETARIAT, correlation_id=uuid4())
+        await store.append(
+            "note-8", 0, notes("after the poison"), actor=SECRETARIAT, correlation_id=uuid4()
+        )
+
+        async with broker:
+            await broker.start()
+            await wait_until(lambda: effects_are(21), timeout=60)
+
+    rows = await service_pool.fetch(
+        "SELECT stream_id, stream_version FROM effects ORDER BY stream_id, stream_version"
+    )
+    by_stream: dict[str, list[int]] = {}
+    for row in rows:
+        by_stream.setdefault(row["stream_id"], []).append(row["stream_version"])
+    assert all(v == list(range(1, len(v) + 1)) for v in by_stream.values())
+    assert "note-7" not in by_stream  # the handler bug was dead-lettered, not applied
+    assert by_stream["note-8"] == [1]
+
+    letters = [r async for r in read_topic(kafka, kafka.topics.dead_letter)]
+    reasons = sorted(
+        dict(r.headers)["x-ipmg-reason"].decode()
+        for r in letters
+        if dict(r.headers).get("x-ipmg-consumer") == subscription.consumer.encode()
+    )
+    assert reasons == ["handler_error", "undecodable", "unknown_type"]
