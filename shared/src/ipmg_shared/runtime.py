@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +62,8 @@ class ServiceDefinition:
     subscriptions: Callable[[ServiceContext], Sequence[Subscription]] = lambda _: ()
     cli: Any = None  # a typer.Typer with the service's own sub-commands
     on_start: Callable[[ServiceContext], Any] | None = None  # extra background work
+    # Extra asyncpg.create_pool options, e.g. {"server_settings": {"search_path": "live,public"}}.
+    pool_options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def owns_event_store(self) -> bool:
@@ -173,6 +175,7 @@ class ServiceRuntime:
             timeout=settings.pool_acquire_timeout_s,
             command_timeout=settings.db_command_timeout_s,
             init=init_connection,
+            **self.definition.pool_options,
         )
         assert pool is not None
         context = ServiceContext(self.definition.name, settings, pool, self.broker)
