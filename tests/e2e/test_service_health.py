@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -11,15 +10,9 @@ import httpx
 import pytest
 
 from ipmg_shared.settings import SERVICES, Settings
-from tests.support.processes import IPMG, private_kafka, running_service, service_env
+from tests.support.processes import private_kafka, running_service
 
 pytestmark = pytest.mark.infra
-
-
-@pytest.fixture(scope="module")
-def migrated(postgres: Settings, kafka: Settings) -> Settings:
-    subprocess.run([str(IPMG), "migrate"], env=service_env(postgres), check=True, timeout=120)
-    return kafka
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -124,6 +124,14 @@ async def test_kafka_down_events_wait_in_postgres_then_arrive_once_in_order(
 async def test_relay_killed_mid_batch_republishes_and_consumers_apply_once(
     kafka: Settings, tmp_path: Path
 ) -> None:
+    # Databases and topics of this test alone (still under the session's prefixes).
+    kafka = kafka.model_copy(
+        update={
+            "database_prefix": f"{kafka.database_prefix}relaykill_",
+            "topic_prefix": f"{kafka.topic_prefix}relaykill.",
+        }
+    )
+    await ensure_topics(kafka)
     await provision_service_database(kafka, "meetings")
     await apply_migrations(
         kafka, "meetings", meetings_service.migrations(), meetings_service.append_only_tables

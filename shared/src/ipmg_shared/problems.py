@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -58,6 +59,17 @@ def install_problem_handlers(app: FastAPI) -> None:
             "Invalid request",
             f"{first['field']}: {first['message']}",
             errors=errors,
+        )
+
+    @app.exception_handler(ValidationError)
+    async def _invalid_command(request: Request, error: ValidationError) -> JSONResponse:
+        # A body that is well-formed field by field but breaks a rule across fields.
+        errors = [
+            {"field": ".".join(str(part) for part in item["loc"]) or "body", "message": item["msg"]}
+            for item in error.errors(include_url=False)
+        ]
+        return problem(
+            422, "Invalid request", f"{errors[0]['field']}: {errors[0]['message']}", errors=errors
         )
 
     @app.exception_handler(StarletteHTTPException)

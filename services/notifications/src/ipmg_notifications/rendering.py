@@ -1,0 +1,58 @@
+"""Notices into readable messages: plain text and HTML from the package's Jinja2 templates.
+
+Each kind has ``<kind>.txt.j2`` and ``<kind>.html.j2``; HTML is autoescaped (a resolution's
+text is what people typed) and a variable a template names but the notice lacks is an error,
+not an empty string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from ipmg_contracts.notifications import NotificationKind
+from ipmg_notifications.domain import UNIT_NAMES, Notice, long_date
+
+
+@dataclass(frozen=True)
+class RenderedMessage:
+    subject: str
+    text: str
+    html: str
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("ipmg_notifications", "templates"),
+        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["long_date"] = long_date
+    return env
+
+
+def template_names(kind: NotificationKind) -> tuple[str, str]:
+    return f"{kind.value}.txt.j2", f"{kind.value}.html.j2"
+
+
+def render(notice: Notice, person: str | None) -> RenderedMessage:
+    """The message ``notice`` sends to ``person`` (None: to the unit, e.g. its webhook)."""
+    env = environment()
+    variables = {
+        **notice.context,
+        "subject": notice.subject,
+        "unit_name": UNIT_NAMES[notice.unit],
+        "person": person,
+    }
+    text_name, html_name = template_names(notice.kind)
+    return RenderedMessage(
+        subject=notice.subject,
+        text=env.get_template(text_name).render(variables),
+        html=env.get_template(html_name).render(variables),
+    )

@@ -1,0 +1,75 @@
+"""HTTP API of the resolutions service: the resolution lifecycle as commands, and its state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ipmg_resolutions.domain import (
+    AdoptActionPlan,
+    AmendResolution,
+    ApproveResolution,
+    CirculateResolution,
+    CloseResolution,
+    Command,
+    GiveFeedback,
+    PassResolution,
+    ReportProgress,
+    ResolutionState,
+    SignResolution,
+    decide,
+    evolve,
+)
+from ipmg_resolutions.handlers import meeting_facts
+from ipmg_shared.application import AggregateType
+from ipmg_shared.command_api import add_command_route, add_query_routes
+from ipmg_shared.runtime import ServiceContext
+
+RESOLUTION: AggregateType[ResolutionState] = AggregateType(
+    name="resolution", initial=ResolutionState.initial, evolve=evolve, decide=decide
+)
+
+
+async def with_meeting_facts(request: Request, fields: dict[str, Any]) -> dict[str, Any]:
+    """Passing needs to know whether the meeting was held: from this service's own copy."""
+    context: ServiceContext = request.app.state.context
+    async with context.pool.acquire(timeout=context.settings.pool_acquire_timeout_s) as db:
+        facts = await meeting_facts(db, fields["meeting_id"])
+    return {**fields, "meeting": facts}
+
+
+def router() -> APIRouter:
+    routes = APIRouter(tags=["resolutions"])
+    add_command_route(
+        routes,
+        "/resolutions",
+        aggregate=RESOLUTION,
+        command=PassResolution,
+        id_field="resolution_id",
+        creates=True,
+        exclude={"meeting"},
+        enrich=with_meeting_facts,
+        summary="Pass a joint resolution at a held meeting",
+    )
+    changes: list[tuple[str, type[Command], str]] = [
+        ("circulate", CirculateResolution, "Circulate to participants for feedback"),
+        ("feedback", GiveFeedback, "Give a unit's feedback (endorse, amend or object)"),
+        ("amend", AmendResolution, "Amend the title or text while circulated"),
+        ("approve", ApproveResolution, "Approve after circulation"),
+        ("sign", SignResolution, "Record the signatures"),
+        ("action-plan", AdoptActionPlan, "Adopt the action plan for the next quarter"),
+        ("progress", ReportProgress, "Report progress on an action"),
+        ("close", CloseResolution, "Close as implemented, withdrawn or superseded"),
+    ]
+    for path, command, summary in changes:
+        add_command_route(
+            routes,
+            f"/resolutions/{{resolution_id}}/{path}",
+            aggregate=RESOLUTION,
+            command=command,
+            id_field="resolution_id",
+            summary=summary,
+        )
+    add_query_routes(routes, "/resolutions/{resolution_id}", aggregate=RESOLUTION)
+    return routes
