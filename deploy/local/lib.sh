@@ -113,14 +113,20 @@ require_free_port() {
 
 # ----------------------------------------------------------------------------- the probe
 
+# uv from PATH, or as a module where pip put it outside PATH (both are the same program).
+UV_CMD=(uv)
 require_uv() {
-    command -v uv >/dev/null 2>&1 ||
-        die "uv is required to run the readiness probe: python3 -m pip install uv (then: uv sync --frozen)"
+    command -v uv >/dev/null 2>&1 && return 0
+    if python3 -m uv --version >/dev/null 2>&1; then
+        UV_CMD=(python3 -m uv)
+        return 0
+    fi
+    die "uv is required to run the readiness probe: python3 -m pip install uv (then: uv sync --frozen)"
 }
 
 # probe ARGS...: run deploy/local/probe.py in the project's locked environment.
 probe() {
-    uv run --frozen --quiet --project "$IPMG_REPO_ROOT" \
+    "${UV_CMD[@]}" run --frozen --quiet --project "$IPMG_REPO_ROOT" \
         python "$IPMG_LOCAL_DIR/probe.py" "$@" 9>&-
 }
 

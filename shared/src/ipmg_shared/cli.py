@@ -152,6 +152,9 @@ def _add_operational_commands() -> None:
     app.add_typer(audit_app, name="audit")
     for definition in service_definitions().values():
         app.add_typer(_service_app(definition), name=definition.name)
+    # Commands that belong to no single service (e.g. `ipmg seed`, which drives several).
+    for entry in entry_points(group="ipmg.commands"):
+        app.command(entry.name)(entry.load())
 
 
 def main() -> None:
