@@ -10,6 +10,7 @@ from ipmg_shared.db import (
     apply_migrations,
     consumer_migrations,
     create_pool,
+    init_connection,
     event_store_migrations,
     provision_service_database,
 )
@@ -44,5 +45,6 @@ async def admin_connection(
 ) -> AsyncIterator[asyncpg.Connection]:
     """A superuser connection to the service's database (for tampering, as an intruder would)."""
     connection = await asyncpg.connect(postgres.admin_dsn(postgres.service_database(service_name)))
+    await init_connection(connection)
     yield connection
     await connection.close()

@@ -1,50 +1,248 @@
-"""``ipmg audit …``: verification of every write source's hash chain."""
+"""``ipmg audit …``: verify stores, topics and bundles; export; checkpoints and keys; trails.
+
+Replay (``ipmg audit replay``) runs reporting's projection code, so reporting contributes it
+through the ``ipmg.audit`` entry-point group; this module knows no service.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ipmg_shared.chain import ChainReport
+from ipmg_shared.audit import (
+    SourceAudit,
+    audit_source,
+    export_bundle,
+    verify_bundle,
+    write_checkpoint,
+)
+from ipmg_shared.checkpoints import Keyring
 from ipmg_shared.db import create_pool
-from ipmg_shared.events import EventRegistry
+from ipmg_shared.events import EventRegistry, JsonObject
 from ipmg_shared.settings import WRITE_SOURCES, Settings, get_settings
-from ipmg_shared.store import EventStore
+from ipmg_shared.store import AppendResult, EventStore
 
-audit_app = typer.Typer(help="Prove nothing was altered.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Prove nothing was altered; export, replay and read history.", no_args_is_help=True
+)
+keys_app = typer.Typer(
+    help="Ed25519 keys that sign each source's checkpoints.", no_args_is_help=True
+)
+audit_app.add_typer(keys_app, name="keys")
 console = Console()
 
 
-async def verify_store(settings: Settings, source: str) -> ChainReport:
-    pool = await create_pool(settings.admin_dsn(settings.service_database(source)), settings)
-    try:
-        return await EventStore(pool, source, EventRegistry()).verify_chain()
-    finally:
-        await pool.close()
+def _sources(source: str | None) -> list[str]:
+    from ipmg_shared.cli import CliError
+
+    if source is None:
+        return list(WRITE_SOURCES)
+    if source not in WRITE_SOURCES:
+        raise CliError(f"unknown source {source!r}; sources: {', '.join(WRITE_SOURCES)}")
+    return [source]
+
+
+def _print(audits: list[SourceAudit], *, with_topic: bool) -> None:
+    table = Table(
+        "source",
+        "events",
+        "head position",
+        "head hash",
+        "checkpoints",
+        *(["topic", "unpublished"] if with_topic else []),
+        "result",
+    )
+    for audit in audits:
+        topic = audit.topic
+        table.add_row(
+            audit.source,
+            str(audit.store.events),
+            str(audit.store.head_position),
+            audit.store.head_hash[:16],
+            str(audit.checkpoints),
+            *(
+                [f"{topic.events if topic else 0} events", str(audit.unpublished)]
+                if with_topic
+                else []
+            ),
+            "ok" if audit.ok else f"BROKEN: {audit.first_problem}",
+        )
+    console.print(table)
+
+
+def _conclude(audits: list[SourceAudit]) -> None:
+    from ipmg_shared.cli import CliError
+
+    broken = [audit for audit in audits if not audit.ok]
+    if broken:
+        raise CliError("; ".join(f"{a.source}: {a.first_problem}" for a in broken))
 
 
 @audit_app.command("verify")
 def verify(
+    bundle: Annotated[
+        Path | None, typer.Argument(help="An exported bundle to verify offline")
+    ] = None,
     source: Annotated[str | None, typer.Option(help="Only this write source")] = None,
+    keys: Annotated[Path | None, typer.Option(help="Folder of trusted public keys")] = None,
 ) -> None:
-    """Recompute every hash and link of each write source's event store."""
+    """Check every hash, link, version and signed checkpoint: of each store and its Kafka
+    topic (compared event for event), or of a bundle with no server at all."""
+    from ipmg_shared.cli import run_async
+
+    if bundle is not None:
+        trusted = Keyring(keys).public_keys() if keys is not None else None
+        audits = verify_bundle(bundle, trusted)
+        _print(audits, with_topic=False)
+        _conclude(audits)
+        return
+    settings = get_settings()
+    public_keys = Keyring(keys or settings.keys_dir).public_keys()
+    audits = [run_async(audit_source(settings, name, public_keys)) for name in _sources(source)]
+    _print(audits, with_topic=True)
+    _conclude(audits)
+
+
+@audit_app.command("export")
+def export(
+    out: Annotated[Path, typer.Option(help="Folder to write the bundle into (must not exist)")],
+    until: Annotated[datetime | None, typer.Option(help="Last instant included (UTC)")] = None,
+) -> None:
+    """Write a self-contained bundle: events per source, manifest, checkpoints, public keys."""
     from ipmg_shared.cli import CliError, run_async
 
-    sources = [source] if source else list(WRITE_SOURCES)
-    reports = [run_async(verify_store(get_settings(), name)) for name in sources]
-    table = Table("source", "events", "head position", "head hash", "result")
-    for report in reports:
+    if out.exists():
+        raise CliError(f"{out} already exists: choose a new folder")
+    settings = get_settings()
+    instant = (until or datetime.now(UTC)).replace(tzinfo=(until.tzinfo if until else UTC) or UTC)
+    manifest = run_async(
+        export_bundle(
+            settings, WRITE_SOURCES, instant, out, Keyring(settings.keys_dir).public_keys()
+        )
+    )
+    for name, entry in manifest["sources"].items():
+        console.print(f"{name}: {entry['events']} events, head {entry['head_hash'][:16]}")
+    console.print(f"bundle written to {out}")
+
+
+@audit_app.command("checkpoint")
+def checkpoint(
+    source: Annotated[str | None, typer.Option(help="Only this write source")] = None,
+) -> None:
+    """Sign each source's chain head now and append the checkpoint to its store."""
+    from ipmg_shared.cli import run_async
+
+    settings = get_settings()
+    for name in _sources(source):
+        result = run_async(_checkpoint(settings, name))
+        console.print(
+            f"{name}: checkpoint at position {result.first_position}"
+            if result
+            else f"{name}: nothing to sign yet"
+        )
+
+
+async def _checkpoint(settings: Settings, source: str) -> AppendResult | None:
+    pool = await create_pool(settings.service_dsn(source), settings, max_size=2)
+    try:
+        return await write_checkpoint(
+            EventStore(pool, source, EventRegistry()), Keyring(settings.keys_dir)
+        )
+    finally:
+        await pool.close()
+
+
+@keys_app.command("generate")
+def keys_generate(
+    source: Annotated[str | None, typer.Option(help="Only this write source")] = None,
+    missing_only: Annotated[bool, typer.Option(help="Keep sources that have a key")] = False,
+) -> None:
+    """Make a new signing key the active one (rotation); older public keys are kept."""
+    keyring = Keyring(get_settings().keys_dir)
+    for name in _sources(source):
+        if missing_only and keyring.active_key_id(name) is not None:
+            continue
+        console.print(f"{name}: key {keyring.generate(name)} is now active")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """The public keys, and which is active for each source."""
+    keyring = Keyring(get_settings().keys_dir)
+    active = {keyring.active_key_id(name): name for name in WRITE_SOURCES}
+    for key_id in keyring.public_keys():
+        console.print(f"{key_id}  {'active for ' + active[key_id] if key_id in active else ''}")
+
+
+@audit_app.command("trail")
+def trail(
+    entity_id: Annotated[str, typer.Argument(help="A meeting's or resolution's id")],
+) -> None:
+    """The human history of one entity: when, who (subject, unit, role), what, and why."""
+    from ipmg_shared.cli import CliError, run_async
+
+    rows = run_async(_trail(get_settings(), entity_id))
+    if not rows:
+        raise CliError(f"no meeting or resolution {entity_id} in any store")
+    table = Table("recorded", "position", "what", "who", "correlation", "caused by")
+    for event in rows:
+        actor = event["actor"]
         table.add_row(
-            report.source,
-            str(report.events),
-            str(report.head_position),
-            report.head_hash[:16],
-            "ok" if report.ok else f"BROKEN at {report.first_break}",
+            event["recorded_at"][:19],
+            f"{event['source']}:{event['position']}",
+            _summary(event),
+            f"{actor['subject']} ({actor['unit']}, {actor['role']})",
+            event["correlation_id"][:8],
+            (event["causation_id"] or "command")[:8],
         )
     console.print(table)
-    broken = [report for report in reports if not report.ok]
-    if broken:
-        raise CliError("; ".join(f"{r.source}: {r.first_break}" for r in broken))
+
+
+async def _trail(settings: Settings, entity_id: str) -> list[JsonObject]:
+    found: list[JsonObject] = []
+    for source in WRITE_SOURCES:
+        pool = await create_pool(settings.service_dsn(source), settings, max_size=2)
+        try:
+            streams = await pool.fetch(
+                "SELECT DISTINCT stream_id FROM events WHERE stream_id LIKE $1",
+                f"%-{entity_id}",
+            )
+            store = EventStore(pool, source, EventRegistry())
+            for row in streams:
+                found += [e.to_json() for e in await store.read_stream(row["stream_id"])]
+        finally:
+            await pool.close()
+    return sorted(found, key=lambda event: str(event["recorded_at"]))
+
+
+def _summary(event: JsonObject) -> str:
+    """The event's type in words and its most telling fields."""
+    words = "".join(f" {c.lower()}" if c.isupper() else c for c in str(event["type"])).strip()
+    payload = event["payload"] if isinstance(event["payload"], dict) else {}
+    telling = (
+        "title",
+        "unit",
+        "position",
+        "status",
+        "percent",
+        "held_on",
+        "scheduled_for",
+        "host_unit",
+        "quarter",
+        "outcome",
+        "action_id",
+    )
+    details = ", ".join(f"{name} {payload[name]}" for name in telling if name in payload)
+    return f"{words}: {details}" if details else words
+
+
+def add_contributed_commands() -> None:
+    """``ipmg audit`` commands that services contribute (e.g. reporting's ``replay``)."""
+    for entry in entry_points(group="ipmg.audit"):
+        audit_app.command(entry.name)(entry.load())

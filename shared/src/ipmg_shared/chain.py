@@ -23,6 +23,7 @@ class BreakKind(StrEnum):
     STREAM_GAP = "stream_gap"  # a stream's versions are not contiguous
     EXTRA = "extra"  # an event that the other record does not have
     DISAGREE = "disagree"  # store and topic hold different events at one position
+    CHECKPOINT = "checkpoint"  # a signed checkpoint does not verify or no longer matches
 
 
 @dataclass(frozen=True)

@@ -145,10 +145,11 @@ def _service_app(definition: ServiceDefinition) -> typer.Typer:
 
 
 def _add_operational_commands() -> None:
-    from ipmg_shared.audit_cli import audit_app
+    from ipmg_shared.audit_cli import add_contributed_commands, audit_app
     from ipmg_shared.dlq import dlq_app
 
     app.add_typer(dlq_app, name="dlq")
+    add_contributed_commands()
     app.add_typer(audit_app, name="audit")
     for definition in service_definitions().values():
         app.add_typer(_service_app(definition), name=definition.name)

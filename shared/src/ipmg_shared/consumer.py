@@ -20,6 +20,7 @@ import asyncpg
 import structlog
 from pydantic import ValidationError
 
+from ipmg_shared.checkpoints import SYSTEM_EVENTS
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.events import DomainEvent, EventDecodingError, EventRegistry
 from ipmg_shared.logging import get_logger
@@ -98,8 +99,13 @@ class Subscription:
     max_attempts: int = 3
     retry_backoff_s: float = 0.2
     topics: list[str] = field(init=False)
+    registries: dict[str, EventRegistry] = field(init=False)
 
     def __post_init__(self) -> None:
+        # Checkpoints and other system events travel on every write topic; known to all.
+        self.registries = {
+            source: registry.merge(SYSTEM_EVENTS) for source, registry in self.sources.items()
+        }
         names = self.topic_names
         self.topics = [names.events(source) for source in self.sources]
         self.topics.append(names.retry(self.consumer))
@@ -185,7 +191,7 @@ class ConsumerRunner:
                 "forged_source",
                 f"source {envelope.source!r} does not publish on {delivery.topic}",
             )
-        registry = self.subscription.sources[envelope.source]
+        registry = self.subscription.registries[envelope.source]
         try:
             return envelope, envelope.decode(registry)
         except EventDecodingError as error:
@@ -209,7 +215,8 @@ class ConsumerRunner:
                 return Outcome.DUPLICATE
             if envelope.stream_version != last_version + 1:
                 raise StreamGap(envelope.stream_id, last_version + 1, envelope.stream_version)
-            await self.subscription.handler(connection, envelope, event)
+            if not SYSTEM_EVENTS.knows(envelope.type):
+                await self.subscription.handler(connection, envelope, event)
             await connection.execute(
                 "INSERT INTO consumer_streams (consumer, stream_id, last_version) "
                 "VALUES ($1, $2, $3) ON CONFLICT (consumer, stream_id) "

@@ -16,6 +16,8 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ipmg_shared.audit import write_checkpoint
+from ipmg_shared.checkpoints import SYSTEM_EVENTS, Keyring, KeyUnavailable
 from ipmg_shared.consumer import (
     ConsumerRunner,
     DeadLetter,
@@ -183,11 +185,14 @@ class ServiceRuntime:
             context.store = EventStore(
                 pool,
                 self.definition.name,
-                self.definition.registry,
+                self.definition.registry.merge(SYSTEM_EVENTS),
                 acquire_timeout_s=settings.pool_acquire_timeout_s,
             )
             self.relay = Relay(settings, dsn, self.definition.name)
             self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
+            self._tasks.append(
+                asyncio.create_task(self._sign_checkpoints(context.store), name="checkpoints")
+            )
         sink = dead_letter_sink(self.broker, settings.topics)
         for subscription in self.definition.subscriptions(context):
             runner = ConsumerRunner(
@@ -213,6 +218,22 @@ class ServiceRuntime:
                 await asyncio.wait_for(self.broker.stop(), 15)
             await asyncio.wait_for(pool.close(), 15)
             log.info("service_stopped", service=self.definition.name)
+
+    async def _sign_checkpoints(self, store: EventStore) -> None:
+        """Sign the chain head on a schedule, when it moved since the last checkpoint."""
+        keyring = Keyring(self.settings.keys_dir)
+        signed_up_to = -1
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval_s)
+            try:
+                position, _ = await store.head()
+                if position > signed_up_to + 1:  # +1: the last checkpoint itself
+                    result = await write_checkpoint(store, keyring)
+                    signed_up_to = result.last_position if result else signed_up_to
+            except KeyUnavailable as missing:
+                log.warning("checkpoint_skipped", reason=str(missing))
+            except Exception as error:
+                log.warning("checkpoint_failed", error=repr(error))
 
     async def _keep_broker_started(self) -> None:
         """FastStream's start fails while Kafka is down: retry with backoff until it starts."""

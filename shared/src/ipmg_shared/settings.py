@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -72,6 +73,8 @@ class Settings(BaseSettings):
     relay_poll_interval_s: float = 1.0
     consumer_max_attempts: int = 3
     max_request_bytes: int = 256 * 1024
+    keys_dir: Path = Path.home() / ".local" / "state" / "ipmg" / "keys"
+    checkpoint_interval_s: float = 900.0
 
     @property
     def topics(self) -> TopicNames:

@@ -1,6 +1,6 @@
 """Notices into readable messages: plain text and HTML from the package's Jinja2 templates.
 
-Each kind has ``<kind>.txt.j2`` and ``<kind>.html.j2``; HTML is autoescaped (a resolution's
+Each kind has ``<kind>.txt`` and ``<kind>.html``; HTML is autoescaped (a resolution's
 text is what people typed) and a variable a template names but the notice lacks is an error,
 not an empty string.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from ipmg_contracts.notifications import NotificationKind
 from ipmg_notifications.domain import UNIT_NAMES, Notice, long_date
@@ -27,18 +27,15 @@ class RenderedMessage:
 def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("ipmg_notifications", "templates"),
-        autoescape=lambda name: name is not None and name.endswith(".html.j2"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
         undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
     )
     env.filters["long_date"] = long_date
     return env
 
 
 def template_names(kind: NotificationKind) -> tuple[str, str]:
-    return f"{kind.value}.txt.j2", f"{kind.value}.html.j2"
+    return f"{kind.value}.txt", f"{kind.value}.html"
 
 
 def render(notice: Notice, person: str | None) -> RenderedMessage:

@@ -1,0 +1,44 @@
+"""Who may read pages a browser opens: a bearer token, or the dashboard's cookie holding one.
+
+The cookie is set when the dashboard is opened with ``?token=`` (then the token leaves the
+address at once); it is HttpOnly and SameSite=Strict, and only ever lets its holder read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+
+from ipmg_shared.actors import Actor
+from ipmg_shared.auth import AuthenticationFailed, actor_from_token
+from ipmg_shared.settings import Settings
+
+TOKEN_COOKIE = "ipmg_token"
+
+_bearer = HTTPBearer(auto_error=False)
+_cookie = APIKeyCookie(name=TOKEN_COOKIE, auto_error=False)
+
+
+def browser_token(
+    credentials: HTTPAuthorizationCredentials | None, cookie: str | None
+) -> str | None:
+    if credentials is not None:
+        return credentials.credentials
+    return cookie or None
+
+
+def browser_actor(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    cookie: Annotated[str | None, Depends(_cookie)],
+) -> Actor:
+    token = browser_token(credentials, cookie)
+    if token is None:
+        raise AuthenticationFailed("a bearer token (or the dashboard's cookie) is required")
+    settings: Settings = request.app.state.settings
+    return actor_from_token(settings, token)
+
+
+BrowserActor = Annotated[Actor, Depends(browser_actor)]

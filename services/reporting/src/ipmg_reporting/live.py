@@ -1,0 +1,243 @@
+"""The live projection in PostgreSQL: the consumer's handler, and what reports read.
+
+The handler runs inside the shared consumer runner's transaction: it loads the one document
+the event changes, applies the pure ``project`` to it, saves it, and adds the event's
+timeline entries and its envelope to reporting's own copy of the log, all in the
+transaction that also moves the runner's checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from pydantic import ValidationError
+
+from ipmg_reporting.projections import (
+    CONSUMER,
+    PROJECTION_VERSION,
+    Document,
+    DocumentKind,
+    Documents,
+    MeetingDoc,
+    Model,
+    ResolutionDoc,
+    TimelineEntry,
+    document_key,
+    project,
+)
+from ipmg_reporting.schema import SWAP_LOCK_KEY
+from ipmg_shared.envelope import Envelope
+from ipmg_shared.events import DomainEvent
+
+if TYPE_CHECKING:
+    from ipmg_shared.db import DbConnection
+
+
+class ProjectionSwapped(asyncpg.SerializationError):
+    """A rebuilt copy was swapped in while this event waited: take the event again.
+
+    A serialisation failure to the runner (a transient fault): it rolls back, leaves the
+    offset uncommitted, and the redelivered event meets the new copy's checkpoints.
+    """
+
+
+class ProjectionOutdated(asyncpg.SerializationError):
+    """The live copy is of another projection version: wait for the rebuild to swap."""
+
+
+class DocumentsUnreadable(Exception):
+    """Stored documents this code cannot read (a copy of another version, until rebuilt)."""
+
+
+LIVE_STATE = (
+    "SELECT (SELECT max(version) FROM projection_version) AS version, "
+    "(SELECT last_version FROM consumer_streams WHERE consumer = $1 AND stream_id = $2) "
+    "AS last_version"
+)
+
+
+async def apply_to_live(connection: DbConnection, envelope: Envelope, event: DomainEvent) -> None:
+    """The reporting consumer's handler (see ``ipmg_shared.consumer.EventHandler``)."""
+    await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK_KEY)
+    # The runner read its checkpoint before this lock; if a swap happened in between, that
+    # read was of the retired copy, so it is checked again in the copy now live.
+    state = await connection.fetchrow(LIVE_STATE, CONSUMER, envelope.stream_id)
+    assert state is not None
+    if state["version"] != PROJECTION_VERSION:
+        raise ProjectionOutdated(
+            f"live projection is version {state['version']}, this code {PROJECTION_VERSION}"
+        )
+    if (state["last_version"] or 0) != envelope.stream_version - 1:
+        raise ProjectionSwapped(f"{envelope.stream_id} moved on in the swapped-in copy")
+    key = document_key(event)
+    before = None
+    if key is not None:
+        stored = await connection.fetchval(
+            "SELECT doc FROM documents WHERE kind = $1 AND entity_id = $2",
+            key.kind,
+            key.entity_id,
+        )
+        before = None if stored is None else read_document(key.kind, stored)
+    change = project(before, envelope, event)
+    if change.key is not None and change.document is not None:
+        await connection.execute(
+            "INSERT INTO documents (kind, entity_id, version, doc) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT (kind, entity_id) DO UPDATE "
+            "SET version = EXCLUDED.version, doc = EXCLUDED.doc",
+            change.key.kind,
+            change.key.entity_id,
+            change.document.version,
+            change.document.model_dump(mode="json"),
+        )
+    await connection.executemany(
+        "INSERT INTO timeline (entity_id, source, position, recorded_at, is_primary, entry) "
+        "VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            (
+                entry.entity_id,
+                entry.source,
+                entry.position,
+                envelope.recorded_at,
+                entry.primary,
+                entry.model_dump(mode="json"),
+            )
+            for entry in change.timeline
+        ],
+    )
+    await connection.execute(
+        "INSERT INTO event_log (source, position, event_id, recorded_at, envelope) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        envelope.source,
+        envelope.position,
+        envelope.event_id,
+        envelope.recorded_at,
+        envelope.to_json(),
+    )
+
+
+def read_document(kind: DocumentKind | str, data: Any) -> Document:
+    try:
+        if kind == "meeting":
+            return MeetingDoc.model_validate(data)
+        return ResolutionDoc.model_validate(data)
+    except ValidationError as error:
+        raise DocumentsUnreadable(f"a stored {kind} document does not match this code") from error
+
+
+# --- what reports read --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Documents as of an instant: the live copy (``model`` None) or the log folded to it."""
+
+    documents: Documents
+    instant: datetime  # the reports' "now": the as-of instant, or the moment of reading
+    model: Model | None = None
+
+
+class ProjectionReader:
+    """Reads for reports: the live copy, or reporting's log folded up to an instant."""
+
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_s: float = 10.0) -> None:
+        self.pool = pool
+        self.acquire_timeout_s = acquire_timeout_s
+
+    async def snapshot(self, as_of: datetime | None) -> Snapshot:
+        if as_of is not None:
+            model = await self.model_as_of(as_of)
+            return Snapshot(model.documents, as_of, model)
+        async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
+            rows = await connection.fetch("SELECT kind, doc FROM documents")
+        meetings: dict[str, MeetingDoc] = {}
+        resolutions: dict[str, ResolutionDoc] = {}
+        for row in rows:
+            document = read_document(row["kind"], row["doc"])
+            if isinstance(document, MeetingDoc):
+                meetings[document.meeting_id] = document
+            else:
+                resolutions[document.resolution_id] = document
+        return Snapshot(Documents(meetings, resolutions), datetime.now(UTC))
+
+    async def model_as_of(self, as_of: datetime) -> Model:
+        """The same projection code over reporting's log, up to events recorded at ``as_of``."""
+        model = Model()
+        async with (
+            self.pool.acquire(timeout=self.acquire_timeout_s) as connection,
+            connection.transaction(readonly=True),
+        ):
+            # Each source in position order; how sources interleave does not matter.
+            async for row in connection.cursor(
+                "SELECT envelope::text AS envelope FROM event_log WHERE recorded_at <= $1 "
+                "ORDER BY source, position",
+                as_of,
+                prefetch=2000,
+            ):
+                model.apply_json(row["envelope"])
+        return model
+
+    async def timeline_of(self, entity_id: str, as_of: datetime | None) -> list[TimelineEntry]:
+        if as_of is not None:
+            return (await self.model_as_of(as_of)).timeline_of(entity_id)
+        async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
+            rows = await connection.fetch(
+                "SELECT entry FROM timeline WHERE entity_id = $1 "
+                "ORDER BY recorded_at, source, position",
+                entity_id,
+            )
+        return [TimelineEntry.model_validate(row["entry"]) for row in rows]
+
+    async def recent_events(self, snap: Snapshot, limit: int) -> list[TimelineEntry]:
+        if snap.model is not None:
+            return snap.model.recent_events(limit)
+        async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
+            rows = await connection.fetch(
+                "SELECT entry FROM timeline WHERE is_primary "
+                "ORDER BY recorded_at DESC, source DESC, position DESC LIMIT $1",
+                limit,
+            )
+        return [TimelineEntry.model_validate(row["entry"]) for row in rows]
+
+    async def status(self) -> ProjectionStatus:
+        async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
+            return await projection_status(connection)
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    source: str
+    last_position: int
+    events_applied: int
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    version: int | None
+    code_version: int
+    built_at: datetime | None
+    sources: tuple[SourceStatus, ...]
+    events_logged: int
+
+
+async def projection_status(connection: DbConnection) -> ProjectionStatus:
+    version_row = await connection.fetchrow(
+        "SELECT version, built_at FROM projection_version ORDER BY built_at DESC LIMIT 1"
+    )
+    rows = await connection.fetch(
+        "SELECT source, last_position, events_applied FROM consumer_sources "
+        "WHERE consumer = $1 ORDER BY source",
+        CONSUMER,
+    )
+    logged = await connection.fetchval("SELECT count(*) FROM event_log")
+    return ProjectionStatus(
+        version=None if version_row is None else version_row["version"],
+        code_version=PROJECTION_VERSION,
+        built_at=None if version_row is None else version_row["built_at"],
+        sources=tuple(
+            SourceStatus(row["source"], row["last_position"], row["events_applied"]) for row in rows
+        ),
+        events_logged=logged,
+    )

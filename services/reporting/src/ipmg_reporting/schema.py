@@ -1,0 +1,95 @@
+"""Where copies of the projection live: one PostgreSQL schema per copy, swapped by renaming.
+
+``live`` serves queries and the live consumer (the service's pool has ``search_path`` =
+``live, public``); ``rebuild`` is filled beside it and renamed to ``live`` in one transaction;
+the copy it replaces becomes ``retired`` and is dropped. Both copies are made from the same
+``projection.sql``.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import TYPE_CHECKING
+
+from ipmg_reporting.projections import PROJECTION_VERSION
+from ipmg_shared.db import Migration, migrations_in
+
+if TYPE_CHECKING:
+    from ipmg_shared.db import DbConnection
+
+SERVICE = "reporting"
+LIVE = "live"
+REBUILD = "rebuild"
+RETIRED = "retired"
+SEARCH_PATH = f"{LIVE},public"
+# Live handlers hold it shared for their transaction; a rebuild holds it exclusively while it
+# catches up and swaps, so the live consumer pauses for that moment only.
+SWAP_LOCK_KEY = 0x1A11_0040
+REBUILD_LOCK_KEY = 0x1A11_0041  # one rebuild at a time
+
+POOL_OPTIONS = {
+    "server_settings": {"search_path": SEARCH_PATH},
+    # No prepared statement may outlive a swap of the schemas behind its table names.
+    "statement_cache_size": 0,
+}
+
+
+def projection_ddl() -> str:
+    return resources.files("ipmg_reporting").joinpath("projection.sql").read_text()
+
+
+def live_projection_migration() -> Migration:
+    """Makes the live copy where there is none yet, from the current ``projection.sql``.
+
+    A live copy of another version is left alone: the service rebuilds it beside itself when
+    it starts. Named by version, so a changed DDL without a new version fails ``migrate``.
+    """
+    sql = f"""-- The live projection copy, version {PROJECTION_VERSION}, owned by the service role.
+DO $migration$
+DECLARE
+    previous_path text := current_setting('search_path');
+BEGIN
+    IF to_regclass('{LIVE}.projection_version') IS NULL THEN
+        EXECUTE format('SET LOCAL ROLE %I', current_database());
+        PERFORM set_config('search_path', '{LIVE}', true);
+        EXECUTE $projection${projection_ddl()}$projection$;
+        INSERT INTO projection_version (version) VALUES ({PROJECTION_VERSION});
+        RESET ROLE;
+        PERFORM set_config('search_path', previous_path, true);
+    END IF;
+END
+$migration$;
+"""
+    return Migration(name=f"{SERVICE}/live_projection_v{PROJECTION_VERSION}", sql=sql)
+
+
+def reporting_migrations() -> list[Migration]:
+    return [*migrations_in("ipmg_reporting", SERVICE), live_projection_migration()]
+
+
+async def create_copy(connection: DbConnection, schema: str) -> None:
+    """A fresh, empty copy of the projection in ``schema`` (any leftover there is dropped)."""
+    async with connection.transaction():
+        await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await connection.execute(f"CREATE SCHEMA {schema}")
+        await connection.execute("SELECT set_config('search_path', $1, true)", schema)
+        await connection.execute(projection_ddl())
+
+
+async def stored_version(connection: DbConnection, schema: str = LIVE) -> int | None:
+    """The projection version of a copy; None when the copy does not exist."""
+    exists = await connection.fetchval("SELECT to_regclass($1)", f"{schema}.projection_version")
+    if exists is None:
+        return None
+    version: int | None = await connection.fetchval(
+        f"SELECT max(version) FROM {schema}.projection_version"
+    )
+    return version
+
+
+async def swap_in_rebuilt_copy(connection: DbConnection) -> None:
+    """Inside the caller's transaction: the rebuilt copy becomes live, the old one retired."""
+    if await connection.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", LIVE):
+        await connection.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
+        await connection.execute(f"ALTER SCHEMA {LIVE} RENAME TO {RETIRED}")
+    await connection.execute(f"ALTER SCHEMA {REBUILD} RENAME TO {LIVE}")

@@ -1,0 +1,305 @@
+"""Audit: prove that each write source's record is what was appended, in PostgreSQL, on Kafka
+and in exported bundles, and that its signed checkpoints still hold."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import uuid4
+
+from pydantic import ValidationError
+
+from ipmg_shared.actors import Actor
+from ipmg_shared.canonical import format_instant
+from ipmg_shared.chain import BreakKind, ChainBreak, ChainReport, ChainVerifier
+from ipmg_shared.checkpoints import (
+    CHECKPOINT_STREAM_PREFIX,
+    ChainCheckpointSigned,
+    Keyring,
+    sign_checkpoint,
+    signature_is_valid,
+)
+from ipmg_shared.db import create_pool
+from ipmg_shared.events import EventRegistry, JsonObject
+from ipmg_shared.kafka_reader import read_topic
+from ipmg_shared.settings import Settings
+from ipmg_shared.store import AppendResult, EventStore, NewEvent
+
+BUNDLE_FORMAT = "ipmg-audit-bundle/1"
+CHECKPOINT_TYPE = ChainCheckpointSigned.event_type
+
+
+class BundleInvalid(Exception):
+    """The bundle cannot be read as one (missing file, bad JSON, truncated): one clear line."""
+
+
+@dataclass
+class CheckpointCheck:
+    """Checkpoints are verified against the record they were fed alongside."""
+
+    public_keys: dict[str, str]
+    hashes: dict[int, str] = field(default_factory=dict)
+    checkpoints: list[tuple[int, ChainCheckpointSigned]] = field(default_factory=list)
+
+    def feed(self, event: JsonObject) -> None:
+        self.hashes[int(event["position"])] = str(event["hash"])
+        if event["type"] == CHECKPOINT_TYPE:
+            self.checkpoints.append(
+                (int(event["position"]), ChainCheckpointSigned.model_validate(event["payload"]))
+            )
+
+    def first_break(self) -> ChainBreak | None:
+        for position, checkpoint in self.checkpoints:
+            if not signature_is_valid(checkpoint, self.public_keys):
+                return ChainBreak(
+                    position,
+                    BreakKind.CHECKPOINT,
+                    f"checkpoint signature does not verify with key {checkpoint.key_id}",
+                )
+            if checkpoint.position and self.hashes.get(checkpoint.position) != checkpoint.hash:
+                return ChainBreak(
+                    checkpoint.position,
+                    BreakKind.CHECKPOINT,
+                    f"the signed checkpoint at position {position} names another hash for "
+                    f"position {checkpoint.position}: the chain was rewritten",
+                )
+        return None
+
+
+@dataclass
+class SourceAudit:
+    source: str
+    store: ChainReport
+    topic: ChainReport | None = None
+    problems: list[ChainBreak] = field(default_factory=list)
+    unpublished: int = 0
+    duplicates_on_topic: int = 0
+    checkpoints: int = 0
+
+    @property
+    def first_problem(self) -> ChainBreak | None:
+        found = [b for b in [self.store.first_break, *self.problems] if b is not None]
+        if self.topic is not None and self.topic.first_break is not None:
+            found.append(self.topic.first_break)
+        return min(found, key=lambda b: b.position) if found else None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_problem is None
+
+
+async def audit_source(
+    settings: Settings, source: str, public_keys: dict[str, str], *, with_topic: bool = True
+) -> SourceAudit:
+    """Verify ``source``'s store and (independently) its topic, then compare them."""
+    pool = await create_pool(settings.service_dsn(source), settings, max_size=2)
+    try:
+        store = EventStore(pool, source, EventRegistry())
+        verifier = ChainVerifier(source)
+        checkpoints = CheckpointCheck(public_keys)
+        async for event in store.iter_json():
+            checkpoints.feed(event)
+            if not verifier.feed(event):
+                break
+        audit = SourceAudit(source, verifier.report)
+        audit.checkpoints = len(checkpoints.checkpoints)
+        if (broken := checkpoints.first_break()) is not None:
+            audit.problems.append(broken)
+        published = await pool.fetchval(
+            "SELECT coalesce(max(published_position), 0) FROM relay_progress"
+        )
+    finally:
+        await pool.close()
+    if with_topic:
+        await _audit_topic(settings, audit, checkpoints.hashes, int(published))
+    return audit
+
+
+async def _audit_topic(
+    settings: Settings, audit: SourceAudit, store_hashes: dict[int, str], published: int
+) -> None:
+    on_topic: dict[int, JsonObject] = {}
+    async for record in read_topic(settings, settings.topics.events(audit.source)):
+        try:
+            event = json.loads(record.value or b"")
+            position = int(event["position"])
+        except (ValueError, KeyError, TypeError):
+            audit.problems.append(
+                ChainBreak(0, BreakKind.EXTRA, f"topic offset {record.offset}: not an event")
+            )
+            continue
+        earlier = on_topic.get(position)
+        if earlier is None:
+            on_topic[position] = event
+        elif earlier.get("hash") == event.get("hash"):
+            audit.duplicates_on_topic += 1  # a re-publish after an unknown outcome: harmless
+        else:
+            audit.problems.append(
+                ChainBreak(position, BreakKind.DISAGREE, "two different events on the topic")
+            )
+    audit.topic = ChainVerifier(audit.source).feed_all(on_topic[p] for p in sorted(on_topic))
+    store_head = audit.store.head_position if audit.store.ok else max(store_hashes, default=0)
+    for position in sorted(on_topic):
+        stored = store_hashes.get(position)
+        if stored is None:
+            audit.problems.append(
+                ChainBreak(position, BreakKind.EXTRA, "on the topic but not in the store")
+            )
+            break
+        if stored != on_topic[position]["hash"]:
+            audit.problems.append(
+                ChainBreak(position, BreakKind.DISAGREE, "the store and the topic differ here")
+            )
+            break
+    for position in range(1, min(published, store_head) + 1):
+        if position not in on_topic:
+            audit.problems.append(
+                ChainBreak(position, BreakKind.MISSING, "published but not on the topic")
+            )
+            break
+    audit.unpublished = max(store_head - max(on_topic, default=0), 0)
+
+
+async def write_checkpoint(store: EventStore, keyring: Keyring) -> AppendResult | None:
+    """Sign the store's current head and append the checkpoint; None when the store is empty."""
+    position, head_hash = await store.head()
+    if position == 0:
+        return None
+    now = datetime.now(UTC)
+    checkpoint = sign_checkpoint(store.source, position, head_hash, now, keyring)
+    return await store.append(
+        f"{CHECKPOINT_STREAM_PREFIX}{store.source}",
+        None,
+        [NewEvent(checkpoint, occurred_at=now)],
+        actor=Actor.service(store.source),
+        correlation_id=uuid4(),
+    )
+
+
+# --- bundles ------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as data:
+        for block in iter(lambda: data.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def export_bundle(
+    settings: Settings,
+    sources: Iterable[str],
+    until: datetime,
+    folder: Path,
+    public_keys: dict[str, str],
+) -> JsonObject:
+    """Events recorded up to ``until``, one JSON-lines file per source, and a manifest."""
+    (folder / "events").mkdir(parents=True, exist_ok=True)
+    manifest: JsonObject = {
+        "format": BUNDLE_FORMAT,
+        "created_at": format_instant(datetime.now(UTC)),
+        "until": format_instant(until),
+        "sources": {},
+        "checkpoints": [],
+        "public_keys": public_keys,
+    }
+    for source in sources:
+        pool = await create_pool(settings.service_dsn(source), settings, max_size=2)
+        path = folder / "events" / f"{source}.jsonl"
+        report = ChainVerifier(source)
+        try:
+            with path.open("w", encoding="utf-8") as out:
+                store = EventStore(pool, source, EventRegistry())
+                async for event in store.iter_json(until=until):
+                    out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+                    out.write("\n")
+                    report.feed(event)
+                    if event["type"] == CHECKPOINT_TYPE:
+                        manifest["checkpoints"].append(event["payload"])
+        finally:
+            await pool.close()
+        manifest["sources"][source] = {
+            "file": f"events/{source}.jsonl",
+            "events": report.report.events,
+            "head_position": report.report.head_position,
+            "head_hash": report.report.head_hash,
+            "sha256": _sha256(path),
+        }
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(folder: Path) -> JsonObject:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise BundleInvalid(f"{folder} is not an audit bundle: manifest.json is missing")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BundleInvalid(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise BundleInvalid(f"{path} is not a {BUNDLE_FORMAT} manifest")
+    return manifest
+
+
+def bundle_events(folder: Path, source: str, entry: JsonObject) -> Iterator[JsonObject]:
+    path = folder / str(entry.get("file", ""))
+    if not path.is_file():
+        raise BundleInvalid(f"the bundle lacks {path.name} for {source}")
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                event = json.loads(line)
+            except ValueError as error:
+                raise BundleInvalid(f"{path.name} line {number} is not JSON: {error}") from error
+            if not isinstance(event, dict):
+                raise BundleInvalid(f"{path.name} line {number} is not an event")
+            yield event
+
+
+def verify_bundle(folder: Path, trusted_keys: dict[str, str] | None = None) -> list[SourceAudit]:
+    """Verify a bundle with nothing but its files (and, if given, the keys one trusts)."""
+    manifest = read_manifest(folder)
+    keys: dict[str, str] = dict(manifest.get("public_keys") or {})
+    if trusted_keys is not None:
+        untrusted = sorted(set(keys) - set(trusted_keys))
+        if untrusted:
+            raise BundleInvalid(f"the bundle carries keys that are not trusted: {untrusted}")
+        keys = trusted_keys
+    audits = []
+    for source, entry in sorted((manifest.get("sources") or {}).items()):
+        verifier = ChainVerifier(source)
+        checkpoints = CheckpointCheck(keys)
+        try:
+            for event in bundle_events(folder, source, entry):
+                checkpoints.feed(event)
+                if not verifier.feed(event):
+                    break
+        except (KeyError, TypeError, ValueError, ValidationError) as error:
+            if isinstance(error, BundleInvalid):
+                raise
+            raise BundleInvalid(f"{source}: an event lacks a field or has a bad one") from error
+        audit = SourceAudit(source, verifier.report, checkpoints=len(checkpoints.checkpoints))
+        if (broken := checkpoints.first_break()) is not None:
+            audit.problems.append(broken)
+        if verifier.report.ok:
+            digest = _sha256(folder / str(entry["file"]))
+            if (
+                digest != entry.get("sha256")
+                or verifier.report.events != entry.get("events")
+                or (verifier.report.head_hash != entry.get("head_hash"))
+            ):
+                audit.problems.append(
+                    ChainBreak(
+                        verifier.report.head_position + 1,
+                        BreakKind.MISSING,
+                        "the file does not match the manifest (truncated or edited)",
+                    )
+                )
+        audits.append(audit)
+    return audits
