@@ -30,18 +30,26 @@ up-infra: sync
 	@$(UV) run --frozen ipmg migrate
 	@$(UV) run --frozen ipmg topics create
 
+MEETINGS_URL := http://127.0.0.1:$${IPMG_MEETINGS_PORT:-8001}
+RESOLUTIONS_URL := http://127.0.0.1:$${IPMG_RESOLUTIONS_PORT:-8002}
+NOTIFICATIONS_URL := http://127.0.0.1:$${IPMG_NOTIFICATIONS_PORT:-8003}
+REPORTING_URL := http://127.0.0.1:$${IPMG_REPORTING_PORT:-8004}
+
 .PHONY: up
 up: up-infra
+	@$(UV) run --frozen ipmg audit keys generate --missing-only
 	@bash $(LOCAL)/services.sh start
-	@$(UV) run --frozen ipmg seed || echo "make up: the sample history is not loaded (see the line above)"
+	@$(UV) run --frozen ipmg seed --meetings-url "$(MEETINGS_URL)" --resolutions-url "$(RESOLUTIONS_URL)"
 	@echo
 	@echo "IPMG Liaison is up:"
-	@echo "  dashboard      http://127.0.0.1:8004/"
-	@echo "  meetings       http://127.0.0.1:8001/docs"
-	@echo "  resolutions    http://127.0.0.1:8002/docs"
-	@echo "  notifications  http://127.0.0.1:8003/docs"
-	@echo "  reporting      http://127.0.0.1:8004/docs"
+	@echo "  dashboard      $(REPORTING_URL)/"
+	@echo "  meetings       $(MEETINGS_URL)/docs"
+	@echo "  resolutions    $(RESOLUTIONS_URL)/docs"
+	@echo "  notifications  $(NOTIFICATIONS_URL)/docs"
+	@echo "  reporting      $(REPORTING_URL)/docs"
+	@echo "  tokens         uv run ipmg token issue --subject you@ncsw.example.org --unit ncsw --role secretariat"
 	@echo "  logs           make logs   (files in $${IPMG_STATE_DIR:-$$HOME/.local/state/ipmg}/run)"
+	@echo "  stop           make down"
 
 .PHONY: down
 down:

@@ -17,8 +17,8 @@ from ipmg_shared.settings import Settings
 
 TOKEN_COOKIE = "ipmg_token"
 
-_bearer = HTTPBearer(auto_error=False)
-_cookie = APIKeyCookie(name=TOKEN_COOKIE, auto_error=False)
+bearer_scheme = HTTPBearer(auto_error=False)
+cookie_scheme = APIKeyCookie(name=TOKEN_COOKIE, auto_error=False)
 
 
 def browser_token(
@@ -31,8 +31,8 @@ def browser_token(
 
 def browser_actor(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    cookie: Annotated[str | None, Depends(_cookie)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
 ) -> Actor:
     token = browser_token(credentials, cookie)
     if token is None:

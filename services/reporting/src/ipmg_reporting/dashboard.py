@@ -1,0 +1,169 @@
+"""The dashboard at ``/``: tracker, unit scorecards with a chart per quarter, overdue actions
+and a timeline, server-rendered; a few lines of JavaScript filter it by unit.
+
+Opened as ``/?token=…`` it keeps the token in an HttpOnly cookie and drops it from the
+address; without a valid token it asks for one (401) and shows nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
+
+from ipmg_reporting.api import projection_reader
+from ipmg_reporting.auth import TOKEN_COOKIE, bearer_scheme, browser_token
+from ipmg_reporting.charts import BarChart, scorecard_chart
+from ipmg_reporting.live import DocumentsUnreadable, ProjectionStatus
+from ipmg_reporting.pages import render
+from ipmg_reporting.projections import TimelineEntry, unit_name
+from ipmg_reporting.reports import (
+    REPORTING_TZ,
+    OverdueAction,
+    TrackerRow,
+    UnitScorecard,
+    meeting_history,
+    overdue_actions,
+    quarter_of,
+    quarters,
+    reference_day,
+    scorecards,
+    tracker,
+)
+from ipmg_shared.actors import Actor, Unit
+from ipmg_shared.auth import AuthenticationFailed, actor_from_token
+from ipmg_shared.settings import Settings
+
+CHARTED_QUARTERS = 8
+TIMELINE_LENGTH = 40
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass(frozen=True)
+class DashboardView:
+    actor: Actor
+    as_of: datetime | None
+    as_of_text: str
+    today: str
+    status: ProjectionStatus | None
+    units: tuple[tuple[str, str], ...]
+    unit: str
+    rows: tuple[TrackerRow, ...]
+    quarter: str | None
+    quarters: tuple[str, ...]
+    cards: tuple[UnitScorecard, ...]
+    charts: tuple[BarChart, ...]
+    overdue: tuple[OverdueAction, ...]
+    meetings: int
+    entity: str | None
+    timeline: tuple[TimelineEntry, ...]
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(
+    request: Request,
+    token: str | None = None,
+    as_of: Annotated[str | None, Query(max_length=64)] = None,
+    quarter: Annotated[str | None, Query(max_length=16)] = None,
+    unit: Annotated[str | None, Query(max_length=40)] = None,
+    entity: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    settings: Settings = request.app.state.settings
+    if token:
+        return _keep_token_in_cookie(request, settings, token)
+    credentials: HTTPAuthorizationCredentials | None = await bearer_scheme(request)
+    found = browser_token(credentials, request.cookies.get(TOKEN_COOKIE))
+    if found is None:
+        return render("login.html", status=401, message=None)
+    try:
+        actor = actor_from_token(settings, found)
+    except AuthenticationFailed as error:
+        return render("login.html", status=401, message=error.reason)
+    instant = _parse_as_of(as_of)
+    if isinstance(instant, str):
+        return render("login.html", status=422, message=instant)
+    reader = projection_reader(request)
+    try:
+        snap = await reader.snapshot(instant)
+    except DocumentsUnreadable:
+        return render(
+            "login.html", status=503, message="the projection is being rebuilt; retry shortly"
+        )
+    today = reference_day(snap.instant)
+    documents = snap.documents
+    known = quarters(documents)
+    chosen = quarter if quarter in known else _default_quarter(known, quarter_of(today))
+    cards = scorecards(documents, today)
+    charted = [q for q in known if any(card.quarter == q for card in cards)][-CHARTED_QUARTERS:]
+    if entity:
+        timeline = await reader.timeline_of(entity, instant)
+    else:
+        timeline = await reader.recent_events(snap, TIMELINE_LENGTH)
+    view = DashboardView(
+        actor=actor,
+        as_of=instant,
+        as_of_text=as_of or "",
+        today=today.isoformat(),
+        status=None if instant is not None else await reader.status(),
+        units=tuple((u.value, unit_name(u.value)) for u in Unit),
+        unit=unit if unit in {u.value for u in Unit} else "",
+        rows=tuple(tracker(documents, today)),
+        quarter=chosen,
+        quarters=tuple(known),
+        cards=tuple(card for card in cards if card.quarter == chosen),
+        charts=tuple(scorecard_chart(q, cards) for q in reversed(charted)),
+        overdue=tuple(overdue_actions(documents, today)),
+        meetings=len(meeting_history(documents)),
+        entity=entity,
+        timeline=tuple(timeline),
+    )
+    return render("dashboard.html", view=view, query=_query_keeper(as_of, chosen, unit))
+
+
+def _keep_token_in_cookie(request: Request, settings: Settings, token: str) -> Response:
+    try:
+        actor_from_token(settings, token)
+    except AuthenticationFailed as error:
+        return render("login.html", status=401, message=error.reason)
+    kept = [(name, value) for name, value in request.query_params.multi_items() if name != "token"]
+    target = "/" + (f"?{urlencode(kept)}" if kept else "")
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        TOKEN_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+def _parse_as_of(text: str | None) -> datetime | None | str:
+    """An instant from the form; without a zone it is Pakistan's time. A str is an error."""
+    if not text:
+        return None
+    try:
+        instant = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return f"as of {text!r} is not a date and time such as 2016-03-31T23:59+05:00"
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=REPORTING_TZ)
+
+
+def _default_quarter(known: list[str], current: str) -> str | None:
+    if current in known:
+        return current
+    earlier = [q for q in known if q <= current]
+    return earlier[-1] if earlier else (known[-1] if known else None)
+
+
+def _query_keeper(as_of: str | None, quarter: str | None, unit: str | None) -> str:
+    """Query string that keeps the page's as-of and quarter in its own links."""
+    kept = {"as_of": as_of, "quarter": quarter, "unit": unit}
+    return urlencode({name: value for name, value in kept.items() if value})
