@@ -4,10 +4,12 @@ processes against the real Kafka and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import httpx
+import jwt
 import pytest
 
 from ipmg_shared.actors import Role, Unit
@@ -275,24 +277,56 @@ async def test_concurrent_writes_with_if_match_one_wins_the_rest_conflict(
     assert conflict["rule"] == "stream.expected_version"
 
 
+def forged_token(settings: Settings, kind: str) -> dict[str, str]:
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": "intruder@example.org",
+        "unit": "ncsw",
+        "role": "secretariat",
+        "iat": now,
+        "exp": now + timedelta(hours=1),
+        "iss": settings.jwt_issuer,
+    }
+    secret = settings.jwt_secret.get_secret_value()
+    if kind == "wrong-signature":
+        secret = "another-key-entirely-of-sufficient-length"
+    elif kind == "expired":
+        claims["exp"] = now - timedelta(minutes=1)
+    elif kind == "missing-unit":
+        del claims["unit"]
+    elif kind == "unknown-role":
+        claims["role"] = "minister"
+    elif kind == "none":
+        return {}
+    elif kind == "garbage":
+        return {"Authorization": "Bearer not-a-token"}
+    return {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+
+
 @pytest.mark.parametrize(
-    ("headers", "status"),
-    [
-        ({}, 401),
-        ({"Authorization": "Bearer not-a-token"}, 401),
-    ],
+    "kind", ["none", "garbage", "wrong-signature", "expired", "missing-unit", "unknown-role"]
 )
-async def test_commands_need_a_valid_token(
-    write_services: dict[str, ServiceProcess], headers: dict[str, str], status: int
+async def test_commands_need_a_valid_token_and_append_nothing_without_one(
+    write_services: dict[str, ServiceProcess], migrated: Settings, kind: str
 ) -> None:
+    meetings = write_services["meetings"].url
     async with httpx.AsyncClient(timeout=20) as client:
         response = await client.post(
-            f"{write_services['meetings'].url}/meetings",
+            f"{meetings}/meetings",
             json={"scheduled_for": "2016-02-20", "host_unit": "punjab", "venue": "Lahore"},
-            headers=headers,
+            headers={**forged_token(migrated, kind), "Idempotency-Key": f"forged-{kind}"},
         )
-    assert response.status_code == status
-    assert response.headers["content-type"] == "application/problem+json"
+        assert response.status_code == 401
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+        # Nothing was recorded under that key: the same key with a valid token now applies.
+        accepted = await client.post(
+            f"{meetings}/meetings",
+            json={"scheduled_for": "2016-02-20", "host_unit": "punjab", "venue": "Lahore"},
+            headers={**secretariat(migrated), "Idempotency-Key": f"forged-{kind}"},
+        )
+        assert accepted.status_code == 201
+        assert "Idempotent-Replayed" not in accepted.headers
 
 
 async def test_an_auditor_cannot_issue_commands(

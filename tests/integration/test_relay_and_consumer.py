@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
@@ -21,6 +22,7 @@ from ipmg_shared.runtime import dead_letter_sink, make_broker, subscribe
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore
 from ipmg_shared.topics import ensure_topics
+from tests.support.processes import IPMG, service_env
 from tests.support.sample_events import REGISTRY, SECRETARIAT, NoteRecorded, notes
 from tests.support.waiting import wait_until
 
@@ -135,6 +137,12 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
         good = (await store.read_all(limit=1))[0].to_json()
         unknown = {**good, "type": "NoteShredded", "stream_id": "note-x"}
         await producer.send_and_wait(topic, json.dumps(unknown).encode(), key=b"note-x")
+        forged = {**good, "source": "intruder", "stream_id": "note-y"}
+        await producer.send_and_wait(topic, json.dumps(forged).encode(), key=b"note-y")
+        wrong_schema = {"hello": "world"}
+        await producer.send_and_wait(topic, json.dumps(wrong_schema).encode(), key=b"note-z")
+        bad_payload = {**good, "stream_id": "note-w", "payload": {"text": 42}}
+        await producer.send_and_wait(topic, json.dumps(bad_payload).encode(), key=b"note-w")
         # A duplicate of an event already delivered (as a relay restart would produce).
         await producer.send_and_wait(topic, json.dumps(good).encode(), key=b"note-0")
         await producer.stop()
@@ -163,4 +171,86 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
         for r in letters
         if dict(r.headers).get("x-ipmg-consumer") == subscription.consumer.encode()
     )
-    assert reasons == ["handler_error", "undecodable", "unknown_type"]
+    assert reasons == [
+        "bad_payload",
+        "forged_source",
+        "handler_error",
+        "undecodable",
+        "undecodable",
+        "unknown_type",
+    ]
+    errors = [dict(r.headers)["x-ipmg-error"].decode() for r in letters]
+    assert any("payload" in error for error in errors)
+
+
+async def test_dead_letters_are_listed_and_replayed_to_their_consumer_once_fixed(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    await make_effects_table(kafka, service_name)
+    recorder = EffectRecorder()
+    broken = {"yes": True}
+
+    async def sometimes_broken(connection: object, envelope: Envelope, event: DomainEvent) -> None:
+        if broken["yes"]:
+            raise RuntimeError("a bug fixed by the next release")
+        await recorder(connection, envelope, event)
+
+    consumer = f"replay-{service_name}"
+    subscription = Subscription(
+        consumer=consumer,
+        sources={service_name: REGISTRY},
+        handler=sometimes_broken,
+        topic_names=kafka.topics,
+        retry_backoff_s=0.01,
+    )
+    broker = make_broker(kafka, "test-replay")
+    subscribe(
+        broker,
+        ConsumerRunner(subscription, service_pool, dead_letter_sink(broker, kafka.topics)),
+        kafka,
+    )
+    await store.append(
+        "note-r", 0, notes("needs the fix"), actor=SECRETARIAT, correlation_id=uuid4()
+    )
+    env = service_env(kafka)
+    async with running_relay(kafka, service_name), broker:
+        await broker.start()
+
+        async def listed() -> bool:
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [str(IPMG), "dlq", "list", "--consumer", consumer],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            return "1 dead-lettered message(s)" in done.stdout
+
+        await wait_until(listed, timeout=60, interval=0.5)
+        broken["yes"] = False
+        replayed = await asyncio.to_thread(
+            subprocess.run,
+            [str(IPMG), "dlq", "replay", "--consumer", consumer],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        await wait_until(
+            lambda: service_pool.fetchval("SELECT count(*) = 1 FROM effects"), timeout=60
+        )
+    nothing = await asyncio.to_thread(
+        subprocess.run,
+        [str(IPMG), "dlq", "replay", "--consumer", "nobody"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert nothing.returncode == 1
+    assert nothing.stderr.strip() == "ipmg: error: no dead-lettered messages for consumer 'nobody'"

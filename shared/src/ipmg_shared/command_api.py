@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ipmg_shared.application import AggregateType, CommandContext, execute, load_existing
@@ -34,7 +34,11 @@ IDEMPOTENCY_KEY = Annotated[
 ]
 IF_MATCH = Annotated[
     str | None,
-    Header(alias="If-Match", description='The stream version the change is based on, e.g. "3".'),
+    Header(
+        alias="If-Match",
+        pattern=r'^(W/)?"?[0-9]{1,9}"?$',
+        description='The stream version the change is based on, e.g. "3" (the ETag of a GET).',
+    ),
 ]
 
 Enricher = Callable[[Request, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -79,10 +83,8 @@ def store_of(request: Request) -> EventStore:
 def expected_version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
-    text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise HTTPException(400, 'If-Match must be a stream version such as "3"')
-    return int(text)
+    # The header's pattern has been checked by FastAPI: W/ and quotes are all that may wrap it.
+    return int(if_match.removeprefix("W/").strip('"'))
 
 
 def _accepted(
@@ -152,9 +154,8 @@ def add_command_route(
             body: Body,  # type: ignore[valid-type]
             actor: CurrentActor,
             idempotency_key: IDEMPOTENCY_KEY = None,
-            if_match: IF_MATCH = None,
         ) -> dict[str, Any]:
-            return await run(request, response, uuid4(), body, actor, idempotency_key, if_match)
+            return await run(request, response, uuid4(), body, actor, idempotency_key, None)
 
         router.add_api_route(
             path,
