@@ -9,8 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ipmg_shared.actors import Unit
 from ipmg_shared.settings import SERVICES, Settings
 from tests.support.processes import private_kafka, running_service
+from tests.support.tokens import focal_person, secretariat
 
 pytestmark = pytest.mark.infra
 
@@ -71,3 +73,29 @@ def test_a_service_started_while_kafka_is_down_becomes_ready_when_it_returns(
             assert wait_for_status(f"{service.url}/health/ready", 503, 30) is not None
             broker.start()
             assert wait_for_status(f"{service.url}/health/ready", 200, 90) is not None
+
+
+def test_no_secret_reaches_the_logs(migrated: Settings, tmp_path: Path) -> None:
+    """Tokens (good and forged), the signing key and database passwords never get logged."""
+
+    tokens = [secretariat(migrated), focal_person(migrated, Unit.SINDH)]
+    with running_service("meetings", migrated, tmp_path, IPMG_LOG_LEVEL="DEBUG") as service:
+        service.wait_ready()
+        for headers in [*tokens, {"Authorization": "Bearer forged.token.value"}]:
+            httpx.post(f"{service.url}/meetings", json={"venue": "x"}, headers=headers)
+            httpx.post(
+                f"{service.url}/meetings",
+                json={"scheduled_for": "2016-02-20", "host_unit": "punjab", "venue": "Lahore"},
+                headers=headers,
+            )
+        log = service.log_path.read_text()
+    assert "service_started" in log
+    secrets = [
+        migrated.jwt_secret.get_secret_value(),
+        migrated.service_db_password.get_secret_value(),
+        migrated.admin_dsn().split("@")[0].rsplit(":", 1)[-1],  # the admin password
+        *(headers["Authorization"].removeprefix("Bearer ") for headers in tokens),
+        "forged.token.value",
+    ]
+    for secret in secrets:
+        assert secret not in log
