@@ -88,6 +88,58 @@ def private_kafka() -> Iterator[PrivateKafka]:
             broker.stop()
 
 
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own, started by the project's script."""
+
+    port: int
+    state_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres:postgres@127.0.0.1:{self.port}/postgres"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "IPMG_STATE_DIR": str(self.state_dir),
+            "IPMG_PG_PORT": str(self.port),
+            "DATABASE_URL": self.url,
+        }
+
+    def _script(self, action: str) -> None:
+        done = subprocess.run(
+            ["bash", str(REPO / "deploy/local/postgres.sh"), action],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"postgres.sh {action} failed: {done.stderr.strip()}")
+
+    def start(self) -> None:
+        self._script("start")
+
+    def stop(self) -> None:
+        self._script("stop")
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    # /tmp, not a folder under /root: the server runs as the postgres OS user.
+    state = Path(tempfile.mkdtemp(prefix="ipmg-pg-", dir="/tmp"))
+    state.chmod(0o755)
+    server = PrivatePostgres(free_port(), state)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        subprocess.run(["rm", "-rf", str(state)], check=False)
+
+
 def service_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {
         **os.environ,

@@ -21,6 +21,7 @@ import structlog
 from pydantic import ValidationError
 
 from ipmg_shared.checkpoints import SYSTEM_EVENTS
+from ipmg_shared.db import UNAVAILABLE_ERRORS
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.events import DomainEvent, EventDecodingError, EventRegistry
 from ipmg_shared.logging import get_logger
@@ -34,13 +35,7 @@ log = get_logger("ipmg.consumer")
 
 # Faults of the infrastructure, not of the message: wait and take the same message again.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
+    *UNAVAILABLE_ERRORS,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
 )

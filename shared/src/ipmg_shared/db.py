@@ -21,6 +21,21 @@ if TYPE_CHECKING:
         asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
     )
 
+# Faults of the database connection, not of the request or message: retry later (503 over
+# HTTP, the same message again for a consumer). InternalClientError is what asyncpg raises on
+# a connection the server dropped mid-operation.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
 MIGRATION_LOCK_KEY = 0x1A11_0001  # one migration run at a time per database
 PROVISION_LOCK_KEY = 0x1A11_0002
 SCHEMA_MIGRATIONS = "schema_migrations"

@@ -15,21 +15,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipmg_shared.auth import AuthenticationFailed, Forbidden
 from ipmg_shared.canonical import NotCanonical
+from ipmg_shared.db import UNAVAILABLE_ERRORS
 from ipmg_shared.domain import CommandRefused
 from ipmg_shared.logging import get_logger
 from ipmg_shared.store import IdempotencyKeyReused, WrongExpectedVersion
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_S = 2
-UNAVAILABLE_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.AdminShutdownError,
-)
 
 log = get_logger("ipmg.http")
 
