@@ -84,6 +84,22 @@ def migrate(
     run_async(go())
 
 
+@app.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI document of every event topic (JSON)."""
+    import json
+
+    from ipmg_shared.asyncapi import asyncapi_document
+    from ipmg_shared.checkpoints import SYSTEM_EVENTS
+
+    registries = {
+        definition.name: definition.registry.merge(SYSTEM_EVENTS)
+        for definition in service_definitions().values()
+        if definition.registry is not None
+    }
+    typer.echo(json.dumps(asyncapi_document(registries, get_settings().topics), indent=2))
+
+
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 

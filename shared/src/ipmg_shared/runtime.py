@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ipmg_shared.asyncapi import asyncapi_document
 from ipmg_shared.audit import write_checkpoint
 from ipmg_shared.checkpoints import SYSTEM_EVENTS, Keyring, KeyUnavailable
 from ipmg_shared.consumer import (
@@ -302,6 +303,15 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
                 checks=checks,
             )
         return {"status": "ready", "service": runtime.definition.name, "checks": checks}
+
+    @router.get("/asyncapi.json", summary="The AsyncAPI document of this service's topic")
+    async def asyncapi() -> dict[str, Any]:
+        registry = runtime.definition.registry
+        if registry is None:
+            return asyncapi_document({}, runtime.settings.topics)
+        return asyncapi_document(
+            {runtime.definition.name: registry.merge(SYSTEM_EVENTS)}, runtime.settings.topics
+        )
 
     @router.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
