@@ -79,6 +79,7 @@ async def test_postgres_restarted_under_load(
                 await asyncio.sleep(STEADY_S)
             report = load.report
             assert report.statuses[503] > 0, "the outage is answered with 503"
+            assert report.unavailable_without_retry_after == 0
             await wait_until(lambda: _caught_up(settings, report.accepted), timeout=120)
             figures["postgres_restarted"] = await check_nothing_lost(settings, report)
             # Recovered without a restart: the same processes still serve.

@@ -10,8 +10,8 @@ from ipmg_shared.db import (
     apply_migrations,
     consumer_migrations,
     create_pool,
-    init_connection,
     event_store_migrations,
+    init_connection,
     provision_service_database,
 )
 from ipmg_shared.settings import Settings

@@ -17,6 +17,7 @@ class LoadReport:
     accepted: dict[str, str] = field(default_factory=dict)  # idempotency key -> meeting id
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
+    unavailable_without_retry_after: int = 0
     abandoned: list[str] = field(default_factory=list)
 
     @property
@@ -99,6 +100,8 @@ class MeetingLoad:
                 if response.status_code == 201:
                     self.report.accepted[key] = str(response.json()["id"])
                     return
+                if response.status_code == 503 and "Retry-After" not in response.headers:
+                    self.report.unavailable_without_retry_after += 1
                 if response.status_code not in RETRYABLE:
                     return  # counted; the test decides whether it is acceptable
             if self._stop.is_set():

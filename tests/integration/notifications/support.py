@@ -104,13 +104,13 @@ class ReceivedMail:
     def text(self) -> str:
         body = self.message.get_body(("plain",))
         assert body is not None
-        return str(body.get_content())  # type: ignore[attr-defined]
+        return str(body.get_content())
 
     @property
     def html(self) -> str:
         body = self.message.get_body(("html",))
         assert body is not None
-        return str(body.get_content())  # type: ignore[attr-defined]
+        return str(body.get_content())
 
 
 class RecordingSmtpHandler:

@@ -8,6 +8,7 @@ exactly as ``ipmg notifications run`` wires it. What was sent is counted at the 
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from prometheus_client import REGISTRY as METRICS
 
 from ipmg_meetings import domain as meetings
 from ipmg_notifications.channels import signature_is_valid
-from ipmg_notifications.deliveries import requeue_failed
 from ipmg_notifications.domain import long_date, quarter_bounds, quarter_of
 from ipmg_notifications.settings import NotificationSettings
 from ipmg_resolutions import domain as resolutions
@@ -48,6 +48,7 @@ from tests.integration.notifications.support import (
     running_notifications,
     write_directory,
 )
+from tests.support.processes import IPMG, service_env
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.infra
@@ -382,8 +383,17 @@ async def test_smtp_down_fails_visibly_then_later_messages_flow(world: World) ->
         }
 
         # Nothing was lost: the failed ones go again in a new round, once each.
-        requeued = await requeue_failed(db, world.clock())
-        assert len(requeued) == invited.total()
+        # (the operator's command, run as operators run it)
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [str(IPMG), "notifications", "retry-failed"],
+            env=service_env(world.settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert done.stdout.strip() == f"{invited.total()} failed deliveries requeued"
         await wait_until(lambda: settled(db, 3 * per_meeting), timeout=60)
         await asyncio.sleep(1.0)
         assert world.smtp.count_by_address() == invited + invited + invited
@@ -463,3 +473,28 @@ async def test_clock_past_the_due_date_reminds_each_silent_unit_once(world: Worl
         digests = world.smtp.count_by_address(kind="quarterly_digest")
         assert digests == {"ipmg.secretariat@example.org": 1}
         assert world.smtp.count_by_address(kind="feedback_reminder") == reminded
+
+
+async def test_history_replayed_or_already_past_sends_nothing(world: World) -> None:
+    # The history was recorded upstream a month ago; this consumer sees it for the first time
+    # (a new database, a rebuilt consumer): it learns the deadlines, and tells nobody.
+    today = world.clock.today()
+    world.clock.move_to(today - timedelta(days=30))
+    _, total = await small_history(world)
+    await wait_until(world.upstream.published, timeout=30)
+    world.clock.move_to(today)
+    invited = world.addresses(list(Unit), EVERYONE).total() + 2  # and two webhooks
+    async with (
+        notifications_database(world.settings) as db,
+        running_notifications(world.settings, world.notification_settings(), world.clock),
+    ):
+        await wait_until(lambda: settled(db, total), timeout=60)
+        # News today about a meeting whose day is over (history loaded in one go) is no news.
+        await world.upstream.schedule_meeting(today - timedelta(days=1), Unit.SINDH, "Karachi")
+        await wait_until(lambda: settled(db, total + invited), timeout=60)
+        await asyncio.sleep(1.0)  # worker and scheduler ticks
+        assert await deliveries_by_status(db) == {"suppressed": total + invited}
+        assert await db.fetchval("SELECT count(*) FROM events") == 0
+        assert await db.fetchval("SELECT count(*) FROM known_resolutions") == 1
+    assert world.smtp.mails == []
+    assert world.webhooks.posts == []

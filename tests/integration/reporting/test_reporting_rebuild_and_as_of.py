@@ -1,0 +1,139 @@
+"""A rebuild beside the live copy while events keep arriving and queries keep coming, and
+answers as of past instants against the pure projection of the events recorded by then."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from ipmg_reporting.projections import model_from_envelopes
+from ipmg_reporting.rebuild import rebuild_projection
+from ipmg_reporting.reports import (
+    meeting_history,
+    overdue_actions,
+    reference_day,
+    scorecards,
+    tracker,
+)
+from ipmg_shared.canonical import parse_instant
+from ipmg_shared.settings import Settings
+from tests.integration.reporting.system import (
+    isolated,
+    migrate_reporting,
+    projection_rows,
+    running_reporting,
+    wait_applied,
+    write_side,
+)
+from tests.unit.reporting.history import HistoryWriter
+
+pytestmark = pytest.mark.infra
+
+
+async def test_a_rebuild_while_events_keep_arriving_loses_nothing(
+    postgres: Settings, kafka: Settings
+) -> None:
+    settings = await isolated(kafka)
+    writer = HistoryWriter(seed=23)
+    async with write_side(settings) as writes:
+        await migrate_reporting(settings)
+        await writes.append([*writer.story(), *writer.random_commits(120)])
+        writes.start_relays()
+        await writes.published()
+        async with running_reporting(settings) as reporting:
+            rebuilt = asyncio.Event()
+            answers: list[int] = []
+
+            async def keep_writing() -> None:
+                while not rebuilt.is_set():
+                    await writes.append(writer.random_commits(3))
+                    await asyncio.sleep(0.01)
+                await writes.append(writer.random_commits(20))  # and after the swap
+
+            async def keep_asking() -> None:
+                while not rebuilt.is_set():
+                    answers.append(len(await reporting.get("/reports/resolutions")))
+                    await asyncio.sleep(0.02)
+
+            tasks = [asyncio.create_task(keep_writing()), asyncio.create_task(keep_asking())]
+            await asyncio.sleep(0.3)
+            try:
+                report = await rebuild_projection(settings)
+            finally:
+                rebuilt.set()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await writes.published()
+            await wait_applied(settings, writes.appended)
+            live = await projection_rows(settings)
+        envelopes = await writes.envelopes()
+
+    assert report.caught_up >= 0
+    assert answers  # queries were answered while the rebuild ran
+    assert len(live["event_log"]) == writes.appended == len(envelopes)
+    assert sum(row[3] for row in live["consumer_sources"]) == writes.appended
+    fresh = await rebuild_projection(settings)
+    assert fresh.events_applied == writes.appended
+    again = await projection_rows(settings)
+    for table, rows in live.items():
+        assert again[table] == rows, table
+    expected = model_from_envelopes(envelopes)
+    documents = {row[1]: row[2] for row in live["documents"]}
+    assert documents == {
+        **{key: doc.version for key, doc in expected.meetings.items()},
+        **{key: doc.version for key, doc in expected.resolutions.items()},
+    }
+
+
+def as_json(models: list[Any]) -> list[Any]:
+    return [model.model_dump(mode="json") for model in models]
+
+
+async def test_as_of_answers_equal_a_projection_of_the_events_recorded_by_then(
+    postgres: Settings, kafka: Settings
+) -> None:
+    settings = await isolated(kafka)
+    writer = HistoryWriter(seed=31)
+    async with write_side(settings) as writes:
+        await migrate_reporting(settings)
+        total = await writes.append([*writer.story(), *writer.random_commits(150)])
+        writes.start_relays()
+        await writes.published()
+        envelopes = await writes.envelopes()
+        recorded = sorted(parse_instant(e["recorded_at"]) for e in envelopes)
+        instants = [
+            recorded[0] - timedelta(seconds=1),  # before anything happened
+            recorded[len(recorded) // 4],  # exactly an event's instant: it is included
+            recorded[len(recorded) // 2] + timedelta(seconds=1),
+            recorded[-1] - timedelta(days=3),
+            recorded[-1],
+        ]
+        async with running_reporting(settings) as reporting:
+            await wait_applied(settings, total)
+            some_resolution = str(next(iter(writer.resolutions)))
+            for instant in instants:
+                known = [e for e in envelopes if parse_instant(e["recorded_at"]) <= instant]
+                expected = model_from_envelopes(known)
+                docs, today = expected.documents, reference_day(instant)
+                as_of = instant.isoformat()
+                assert await reporting.get("/reports/resolutions", as_of=as_of) == as_json(
+                    tracker(docs, today)
+                )
+                assert await reporting.get("/reports/scorecards", as_of=as_of) == as_json(
+                    scorecards(docs, today)
+                )
+                assert await reporting.get("/reports/meetings", as_of=as_of) == as_json(
+                    meeting_history(docs)
+                )
+                assert await reporting.get("/reports/overdue", as_of=as_of) == as_json(
+                    overdue_actions(docs, today)
+                )
+                assert await reporting.get(
+                    f"/reports/timeline/{some_resolution}", as_of=as_of
+                ) == as_json(expected.timeline_of(some_resolution))
+            assert await reporting.get("/reports/meetings", as_of=instants[0].isoformat()) == []

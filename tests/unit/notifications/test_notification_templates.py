@@ -1,0 +1,140 @@
+"""Every kind of message renders as plain text and as escaped HTML."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from jinja2 import UndefinedError
+
+from ipmg_contracts.meetings import MeetingCancelled, MeetingRescheduled
+from ipmg_contracts.notifications import NotificationKind
+from ipmg_contracts.resolutions import ProgressStatus
+from ipmg_notifications.domain import (
+    ActionDeadline,
+    Facts,
+    FeedbackDeadline,
+    MeetingFacts,
+    Notice,
+    QuarterFigures,
+    ReminderPolicy,
+    digest_due,
+    notices_for,
+    reminder_notice,
+    reminders_due,
+)
+from ipmg_notifications.rendering import render
+from ipmg_shared.actors import Unit
+from tests.unit.notifications.examples import (
+    ADOPTED,
+    CIRCULATED,
+    DUE,
+    MEETING,
+    MEETING_FACTS,
+    RESOLUTION_FACTS,
+    SCHEDULED,
+    SIGNED,
+)
+
+KNOWN = Facts(meeting=MEETING_FACTS, resolution=RESOLUTION_FACTS)
+POLICY = ReminderPolicy(lead_days=3, stale_after_days=7)
+
+
+def one_notice_of_each_kind() -> dict[NotificationKind, Notice]:
+    events = [
+        SCHEDULED,
+        MeetingRescheduled(
+            meeting_id=MEETING,
+            scheduled_for=date(2015, 11, 26),
+            host_unit=Unit.AJK,
+            venue="Chattar Palace",
+            reason="The hall was taken",
+        ),
+        MeetingCancelled(meeting_id=MEETING, reason="Floods"),
+        CIRCULATED,
+        SIGNED,
+        ADOPTED,
+    ]
+    notices = {notices_for(event, KNOWN)[0].kind: notices_for(event, KNOWN)[0] for event in events}
+    today = DUE + timedelta(days=1)
+    feedback = [FeedbackDeadline(RESOLUTION_FACTS, Unit.SINDH, DUE, False)]
+    actions = [
+        ActionDeadline(
+            RESOLUTION_FACTS, "PB-1", Unit.PUNJAB, "Notify", DUE, ProgressStatus.BLOCKED, 10
+        )
+    ]
+    for reminder in reminders_due(today, feedback, actions, POLICY):
+        notice = reminder_notice(reminder, today)
+        notices[notice.kind] = notice
+    digest = digest_due(date(2016, 4, 2), POLICY)
+    assert digest is not None
+    notices[NotificationKind.QUARTERLY_DIGEST] = reminder_notice(
+        digest,
+        date(2016, 4, 2),
+        figures=QuarterFigures(12, 1, 2, 1),
+        open_feedback=feedback,
+        overdue_actions=actions,
+    )
+    return notices
+
+
+NOTICES = one_notice_of_each_kind()
+
+
+def test_every_kind_has_a_notice_here() -> None:
+    assert set(NOTICES) == set(NotificationKind)
+
+
+@pytest.mark.parametrize("kind", list(NotificationKind))
+@pytest.mark.parametrize("person", ["IPMG Focal Person, Punjab", None])
+def test_every_kind_renders_text_and_html(kind: NotificationKind, person: str | None) -> None:
+    message = render(NOTICES[kind], person)
+    assert message.subject == NOTICES[kind].subject
+    greeting = f"Dear {person}," if person else "To: "
+    assert message.text.startswith(greeting)
+    assert "IPMG Secretariat" in message.text
+    assert message.html.startswith("<!DOCTYPE html>")
+    assert "{{" not in message.text + message.html
+
+
+def test_what_people_typed_is_escaped_in_html_and_kept_in_text() -> None:
+    message = render(NOTICES[NotificationKind.FEEDBACK_REQUEST], "A <b>bold</b> name")
+    assert "<with its own budget>" in message.text
+    assert "&lt;with its own budget&gt;" in message.html
+    assert "A &lt;b&gt;bold&lt;/b&gt; name" in message.html
+
+
+def test_each_unit_reads_its_own_actions_in_its_message() -> None:
+    message = render(NOTICES[NotificationKind.ACTIONS_ASSIGNED], None)
+    assert "PB-1" in message.text
+    assert "PB-2" in message.text
+    assert "Sindh's own task" not in message.text
+
+
+def test_a_meeting_message_shows_its_date_host_and_venue() -> None:
+    text = render(NOTICES[NotificationKind.MEETING_CHANGED], None).text
+    assert "26 November 2015" in text
+    assert "20 November 2015" in text  # what it was
+    assert "Azad Jammu & Kashmir" in text
+    assert "The hall was taken" in text
+
+
+def test_a_notice_missing_what_its_template_needs_fails_loudly() -> None:
+    broken = Notice(NotificationKind.INVITATION, Unit.PUNJAB, "Invitation", {})
+    with pytest.raises(UndefinedError):
+        render(broken, None)
+
+
+def test_a_meeting_without_an_occasion_leaves_the_line_out() -> None:
+    plain = MeetingFacts(MEETING, date(2015, 11, 20), Unit.SINDH, "Karachi", None)
+    moved = MeetingRescheduled(
+        meeting_id=MEETING,
+        scheduled_for=date(2015, 11, 26),
+        host_unit=Unit.SINDH,
+        venue="Karachi",
+        reason="Travel",
+    )
+    text = render(notices_for(moved, Facts(plain))[0], None).text
+    assert "Venue:    Karachi\n\n" in text
+    assert "Occasion" not in text
+    assert "Occasion:" in render(NOTICES[NotificationKind.INVITATION], None).text

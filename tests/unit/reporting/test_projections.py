@@ -1,0 +1,231 @@
+"""Reporting's pure projection: documents and timeline folded from envelopes."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import date
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ipmg_reporting.live import read_document
+from ipmg_reporting.projections import (
+    Document,
+    DocumentKey,
+    MeetingDoc,
+    Model,
+    ResolutionDoc,
+    Skipped,
+    decode,
+    document_key,
+    model_from_envelopes,
+    project,
+)
+from ipmg_shared.envelope import Envelope
+from tests.unit.reporting.history import (
+    MEETING,
+    RESOLUTION,
+    HistoryWriter,
+    envelopes_of,
+    interleavings,
+    lifecycle,
+    sample_history,
+)
+
+
+def test_a_lifecycle_folds_into_one_document_per_meeting_and_resolution() -> None:
+    model = model_from_envelopes(e.to_json() for e in lifecycle().envelopes())
+
+    assert model.skipped == {}
+    meeting = model.meetings[str(MEETING)]
+    assert (meeting.status, meeting.host_unit, meeting.day) == ("held", "ajk", date(2015, 11, 26))
+    assert meeting.occasion == "16 Days of Activism"
+    assert [a.unit for a in meeting.attendees] == ["ncsw", "ajk", "ajk", "punjab"]
+    assert meeting.version == 2
+    resolution = model.resolutions[str(RESOLUTION)]
+    assert resolution.status == "action_plan_adopted"
+    assert resolution.title == "Independent WDDs by June"
+    assert resolution.amendments == 1
+    assert [round_doc.round for round_doc in resolution.rounds] == [1, 2]
+    # Punjab's position was given in round 1: history keeps it, the current round does not.
+    assert [(f.round, f.unit, f.position) for f in resolution.feedback] == [
+        (1, "punjab", "amend"),
+        (2, "sindh", "endorse"),
+    ]
+    assert list(resolution.current_positions()) == ["sindh"]
+    assert resolution.signatories[0].unit == "ncsw"
+    first, second = resolution.actions
+    assert (first.status, first.percent, first.reports) == ("completed", 100, 2)
+    assert first.completed_at == "2016-01-28T10:00:00.000000Z"
+    assert first.evidence == ("assembly-order-12",)
+    assert (second.status, second.percent, second.completed_at) == ("not_started", 0, None)
+    assert model.streams == {f"meeting-{MEETING}": 2, f"resolution-{RESOLUTION}": 11}
+    assert model.sources["resolutions"].events_applied == 11
+
+
+def test_the_timeline_names_actor_time_position_and_what_happened() -> None:
+    model = model_from_envelopes(e.to_json() for e in lifecycle().envelopes())
+
+    meeting_line = model.timeline_of(str(MEETING))
+    assert [entry.type for entry in meeting_line] == [
+        "MeetingScheduled",
+        "MeetingHeld",
+        "ResolutionPassed",  # a related entity: the meeting the resolution was passed at
+    ]
+    assert [entry.primary for entry in meeting_line] == [True, True, False]
+    assert meeting_line[1].summary == (
+        "Meeting held on 2015-11-26 at Muzaffarabad, hosted by AJK: 4 attendees from 3 units"
+    )
+    punjab = model.timeline_of("punjab")
+    assert [entry.summary for entry in punjab] == [
+        "Punjab (Secretary WDD Punjab) asks to amend resolution 1",
+        "Action plan for 2016-Q1 adopted on resolution 1: 2 actions for Punjab, Sindh",
+        "Action a1 of resolution 1 (Punjab): in progress, 40%: Draft with the law department",
+        "Action a1 of resolution 1 (Punjab): completed, 100%: Bill tabled",
+    ]
+    assert punjab[0].actor.subject == "focal@punjab.gov.pk"
+    assert (punjab[0].source, punjab[0].position) == ("resolutions", 3)
+    recent = model.recent_events(2)
+    assert [entry.summary for entry in recent] == [
+        "Action a1 of resolution 1 (Punjab): completed, 100%: Bill tabled",
+        "Action a1 of resolution 1 (Punjab): in progress, 40%: Draft with the law department",
+    ]
+
+
+def test_duplicates_and_gaps_are_skipped_and_never_move_a_stream_on() -> None:
+    envelopes = lifecycle().envelopes()
+    model = Model()
+    for envelope in envelopes[:4]:
+        model.apply_json(envelope.to_json())
+    assert isinstance(model.apply_json(envelopes[2].to_json()), Skipped)  # redelivered
+    assert isinstance(model.apply_json(envelopes[5].to_json()), Skipped)  # version 4 of 3
+    assert model.skipped == {"duplicate": 1, "stream_gap": 1}
+    assert model.streams[f"resolution-{RESOLUTION}"] == 2
+    for envelope in envelopes[4:]:
+        model.apply_json(envelope.to_json())
+    straight = model_from_envelopes(e.to_json() for e in envelopes)
+    assert model.documents == straight.documents
+
+
+def test_what_cannot_be_projected_is_counted_never_raised() -> None:
+    good = lifecycle().envelopes()[0].to_json()
+    unknown_type = {**good, "type": "MeetingMoved"}
+    unknown_source = {**good, "source": "notifications"}
+    # A stream whose first event is not the one that creates the document: a broken stream.
+    orphan = {
+        **lifecycle().envelopes()[3].to_json(),
+        "stream_id": "resolution-orphan",
+        "stream_version": 1,
+    }
+    model = model_from_envelopes(
+        [b"\x00 not json", "{}", unknown_type, unknown_source, orphan, json.dumps(good)]
+    )
+    assert model.skipped == {
+        "undecodable": 2,
+        "unknown_type": 1,
+        "unknown_source": 1,
+        "unprojectable": 1,
+    }
+    assert list(model.meetings) == [str(MEETING)]
+    assert "resolution-orphan" not in model.streams
+
+
+def test_documents_survive_their_json_round_trip_unchanged() -> None:
+    model = model_from_envelopes(e.to_json() for e in envelopes_of(sample_history(seed=3)))
+    documents: list[Document] = [*model.meetings.values(), *model.resolutions.values()]
+    for document in documents:
+        kind = "meeting" if isinstance(document, MeetingDoc) else "resolution"
+        stored = json.loads(document.model_dump_json())
+        assert read_document(kind, stored) == document
+
+
+def fold_like_the_live_projection(envelopes: list[Envelope]) -> Model:
+    """One document at a time through JSON, as the live consumer loads and saves them."""
+    saved: dict[DocumentKey, str] = {}
+    streams: dict[str, int] = {}
+    model = Model()
+    for envelope in envelopes:
+        decoded = decode(json.dumps(envelope.to_json()))
+        assert not isinstance(decoded, Skipped)
+        _, event = decoded
+        if envelope.stream_version != streams.get(envelope.stream_id, 0) + 1:
+            continue  # the runner's checkpoint says: already applied
+        streams[envelope.stream_id] = envelope.stream_version
+        key = document_key(event)
+        assert key is not None
+        before = saved.get(key)
+        change = project(
+            None if before is None else read_document(key.kind, json.loads(before)),
+            envelope,
+            event,
+        )
+        assert change.document is not None
+        saved[key] = change.document.model_dump_json()
+        for entry in change.timeline:
+            model.timeline.setdefault(entry.entity_id, []).append(entry)
+    for key, text in saved.items():
+        document = read_document(key.kind, json.loads(text))
+        if isinstance(document, MeetingDoc):
+            model.meetings[document.meeting_id] = document
+        elif isinstance(document, ResolutionDoc):
+            model.resolutions[document.resolution_id] = document
+    return model
+
+
+def handed_over(model: Model) -> Model:
+    """A model rebuilt from its documents' JSON and its checkpoints, as stored."""
+    return Model(
+        meetings={
+            k: MeetingDoc.model_validate_json(d.model_dump_json())
+            for k, d in model.meetings.items()
+        },
+        resolutions={
+            k: ResolutionDoc.model_validate_json(d.model_dump_json())
+            for k, d in model.resolutions.items()
+        },
+        streams=dict(model.streams),
+    )
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    history_seed=st.integers(0, 10_000),
+    order_seed=st.integers(0, 10_000),
+    split=st.floats(0, 1),
+)
+def test_any_interleaving_of_sources_and_any_split_give_the_same_projection(
+    history_seed: int, order_seed: int, split: float
+) -> None:
+    writer = HistoryWriter(seed=history_seed)
+    envelopes = envelopes_of([*writer.story(), *writer.random_commits(40)])
+    straight = model_from_envelopes(e.to_json() for e in envelopes)
+
+    shuffled = list(interleavings(envelopes, random.Random(order_seed)))
+    assert model_from_envelopes(e.to_json() for e in shuffled).documents == straight.documents
+
+    live = fold_like_the_live_projection(shuffled)
+    assert live.documents == straight.documents
+    for entity_id in straight.timeline:
+        assert live.timeline_of(entity_id) == straight.timeline_of(entity_id)
+
+    # Folded in two parts with the documents stored in between, and with a prefix of the
+    # second part redelivered (at-least-once delivery): the same documents.
+    cut = int(split * len(shuffled))
+    first = model_from_envelopes(e.to_json() for e in shuffled[:cut])
+    resumed = handed_over(first)
+    for envelope in [*shuffled[cut // 2 : cut], *shuffled[cut:]]:
+        resumed.apply_json(envelope.to_json())
+    assert resumed.documents == straight.documents
+
+
+def test_project_is_pure_and_keyed_by_the_entity_not_the_stream() -> None:
+    envelope = lifecycle().envelopes()[2]
+    decoded = decode(envelope)
+    assert not isinstance(decoded, Skipped)
+    first = project(None, *decoded)
+    again = project(None, *decoded)
+    assert first == again
+    assert first.key == DocumentKey("resolution", str(RESOLUTION))
+    assert isinstance(first.document, ResolutionDoc)
+    assert first.document.meeting_id == str(MEETING)
