@@ -22,7 +22,7 @@ uv:
 
 .PHONY: sync
 sync: uv
-	@$(UV) sync --frozen --quiet
+	@$(UV) sync --frozen --all-groups --quiet
 
 .PHONY: up-infra
 up-infra: sync
@@ -81,4 +81,5 @@ test: up-infra lint
 
 .PHONY: bench
 bench: up-infra
+	@$(UV) sync --frozen --group bench --quiet
 	@$(UV) run --frozen python -m bench
