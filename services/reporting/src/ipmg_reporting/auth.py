@@ -15,7 +15,7 @@ from ipmg_shared.actors import Actor
 from ipmg_shared.auth import AuthenticationFailed, actor_from_token
 from ipmg_shared.settings import Settings
 
-TOKEN_COOKIE = "ipmg_token"
+TOKEN_COOKIE = "ipmg_token"  # noqa: S105 (a cookie name, not a secret)
 
 bearer_scheme = HTTPBearer(auto_error=False)
 cookie_scheme = APIKeyCookie(name=TOKEN_COOKIE, auto_error=False)

@@ -120,7 +120,7 @@ def _nice_ceiling(value: int) -> int:
     """The next round number at or above ``value`` (1, 2, 5, 10, 20, 50, ...), at least 2."""
     if value <= 2:
         return 2
-    magnitude = 10 ** math.floor(math.log10(value))
+    magnitude = int(10 ** math.floor(math.log10(value)))
     for step in (1, 2, 5, 10):
         if value <= step * magnitude:
             return step * magnitude

@@ -80,20 +80,23 @@ async def dashboard(
     credentials: HTTPAuthorizationCredentials | None = await bearer_scheme(request)
     found = browser_token(credentials, request.cookies.get(TOKEN_COOKIE))
     if found is None:
-        return render("login.html", status=401, message=None)
+        return render("login.html", status=401, message=None, ask_token=True)
     try:
         actor = actor_from_token(settings, found)
     except AuthenticationFailed as error:
-        return render("login.html", status=401, message=error.reason)
+        return render("login.html", status=401, message=error.reason, ask_token=True)
     instant = _parse_as_of(as_of)
     if isinstance(instant, str):
-        return render("login.html", status=422, message=instant)
+        return render("login.html", status=422, message=instant, ask_token=False)
     reader = projection_reader(request)
     try:
         snap = await reader.snapshot(instant)
     except DocumentsUnreadable:
         return render(
-            "login.html", status=503, message="the projection is being rebuilt; retry shortly"
+            "login.html",
+            status=503,
+            message="the projection is being rebuilt; retry shortly",
+            ask_token=False,
         )
     today = reference_day(snap.instant)
     documents = snap.documents
@@ -102,7 +105,11 @@ async def dashboard(
     cards = scorecards(documents, today)
     charted = [q for q in known if any(card.quarter == q for card in cards)][-CHARTED_QUARTERS:]
     if entity:
-        timeline = await reader.timeline_of(entity, instant)
+        timeline = (
+            snap.model.timeline_of(entity)
+            if snap.model is not None  # already folded to the instant: no second pass
+            else await reader.timeline_of(entity, None)
+        )
     else:
         timeline = await reader.recent_events(snap, TIMELINE_LENGTH)
     view = DashboardView(
@@ -130,7 +137,7 @@ def _keep_token_in_cookie(request: Request, settings: Settings, token: str) -> R
     try:
         actor_from_token(settings, token)
     except AuthenticationFailed as error:
-        return render("login.html", status=401, message=error.reason)
+        return render("login.html", status=401, message=error.reason, ask_token=True)
     kept = [(name, value) for name, value in request.query_params.multi_items() if name != "token"]
     target = "/" + (f"?{urlencode(kept)}" if kept else "")
     response = RedirectResponse(target, status_code=303)
@@ -145,7 +152,7 @@ def _keep_token_in_cookie(request: Request, settings: Settings, token: str) -> R
     return response
 
 
-def _parse_as_of(text: str | None) -> datetime | None | str:
+def _parse_as_of(text: str | None) -> datetime | str | None:
     """An instant from the form; without a zone it is Pakistan's time. A str is an error."""
     if not text:
         return None

@@ -52,69 +52,67 @@ class DocumentsUnreadable(Exception):
     """Stored documents this code cannot read (a copy of another version, until rebuilt)."""
 
 
-LIVE_STATE = (
-    "SELECT (SELECT max(version) FROM projection_version) AS version, "
-    "(SELECT last_version FROM consumer_streams WHERE consumer = $1 AND stream_id = $2) "
-    "AS last_version"
+# Three round trips per event besides the runner's own (the pool caches no statement, so
+# each query is prepared afresh): the lock, one read, one write.
+SWAP_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({SWAP_LOCK_KEY})"
+READ_LIVE_STATE = """
+SELECT (SELECT max(version) FROM projection_version) AS version,
+       (SELECT last_version FROM consumer_streams WHERE consumer = $1 AND stream_id = $2)
+           AS last_version,
+       (SELECT doc FROM documents WHERE kind = $3::text AND entity_id = $4::text) AS doc
+"""
+WRITE_EVENT = """
+WITH saved_document AS (
+    INSERT INTO documents (kind, entity_id, version, doc)
+    SELECT $1::text, $2::text, $3::integer, $4::text::jsonb WHERE $1::text IS NOT NULL
+    ON CONFLICT (kind, entity_id) DO UPDATE SET version = EXCLUDED.version, doc = EXCLUDED.doc
+), timeline_entries AS (
+    INSERT INTO timeline (entity_id, source, position, recorded_at, is_primary, entry)
+    SELECT entity_id, $5, $6, $7, is_primary, entry::jsonb
+    FROM unnest($8::text[], $9::boolean[], $10::text[]) AS entries (entity_id, is_primary, entry)
 )
+INSERT INTO event_log (source, position, event_id, recorded_at, envelope)
+VALUES ($5, $6, $11, $7, $12::text::jsonb)
+"""
 
 
 async def apply_to_live(connection: DbConnection, envelope: Envelope, event: DomainEvent) -> None:
     """The reporting consumer's handler (see ``ipmg_shared.consumer.EventHandler``)."""
-    await connection.execute("SELECT pg_advisory_xact_lock_shared($1)", SWAP_LOCK_KEY)
-    # The runner read its checkpoint before this lock; if a swap happened in between, that
-    # read was of the retired copy, so it is checked again in the copy now live.
-    state = await connection.fetchrow(LIVE_STATE, CONSUMER, envelope.stream_id)
+    await connection.execute(SWAP_LOCK_SHARED)
+    key = document_key(event)
+    state = await connection.fetchrow(
+        READ_LIVE_STATE,
+        CONSUMER,
+        envelope.stream_id,
+        None if key is None else key.kind,
+        None if key is None else key.entity_id,
+    )
     assert state is not None
     if state["version"] != PROJECTION_VERSION:
         raise ProjectionOutdated(
             f"live projection is version {state['version']}, this code {PROJECTION_VERSION}"
         )
+    # The runner read its checkpoint before the lock; if a swap came in between, that read
+    # was of the retired copy, so it is checked again in the copy live now.
     if (state["last_version"] or 0) != envelope.stream_version - 1:
         raise ProjectionSwapped(f"{envelope.stream_id} moved on in the swapped-in copy")
-    key = document_key(event)
-    before = None
-    if key is not None:
-        stored = await connection.fetchval(
-            "SELECT doc FROM documents WHERE kind = $1 AND entity_id = $2",
-            key.kind,
-            key.entity_id,
-        )
-        before = None if stored is None else read_document(key.kind, stored)
+    before = None if key is None or state["doc"] is None else read_document(key.kind, state["doc"])
     change = project(before, envelope, event)
-    if change.key is not None and change.document is not None:
-        await connection.execute(
-            "INSERT INTO documents (kind, entity_id, version, doc) VALUES ($1, $2, $3, $4) "
-            "ON CONFLICT (kind, entity_id) DO UPDATE "
-            "SET version = EXCLUDED.version, doc = EXCLUDED.doc",
-            change.key.kind,
-            change.key.entity_id,
-            change.document.version,
-            change.document.model_dump(mode="json"),
-        )
-    await connection.executemany(
-        "INSERT INTO timeline (entity_id, source, position, recorded_at, is_primary, entry) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            (
-                entry.entity_id,
-                entry.source,
-                entry.position,
-                envelope.recorded_at,
-                entry.primary,
-                entry.model_dump(mode="json"),
-            )
-            for entry in change.timeline
-        ],
-    )
+    saved = change.document if change.key is not None else None
     await connection.execute(
-        "INSERT INTO event_log (source, position, event_id, recorded_at, envelope) "
-        "VALUES ($1, $2, $3, $4, $5)",
+        WRITE_EVENT,
+        None if saved is None or change.key is None else change.key.kind,
+        None if saved is None or change.key is None else change.key.entity_id,
+        None if saved is None else saved.version,
+        None if saved is None else saved.model_dump_json(),
         envelope.source,
         envelope.position,
-        envelope.event_id,
         envelope.recorded_at,
-        envelope.to_json(),
+        [entry.entity_id for entry in change.timeline],
+        [entry.primary for entry in change.timeline],
+        [entry.model_dump_json() for entry in change.timeline],
+        envelope.event_id,
+        envelope.model_dump_json(),
     )
 
 

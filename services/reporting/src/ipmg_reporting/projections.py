@@ -87,7 +87,8 @@ class MeetingDoc(Doc):
     updated_at: str
 
     @property
-    def date(self) -> date | None:
+    def day(self) -> date | None:
+        """The day it was held, or is planned for."""
         return self.held_on or self.scheduled_for
 
 

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from aiokafka import TopicPartition
 
 log = get_logger("ipmg.reporting.rebuild")
+CATCH_UP_TIMEOUT_S = 120.0
 
 
 class RebuildInProgress(Exception):
@@ -121,22 +122,11 @@ async def rebuild_projection(
             await connection.execute("SELECT pg_advisory_lock($1)", SWAP_LOCK_KEY)
             paused = time.monotonic()
             try:
-                ends = await reader.end_offsets()
-                if progress is not None:
-                    progress.phase("catching up", reader.remaining(ends))
-                before = report.events_read
-                changed = await _fold(
-                    reader, ends, model, writer, topic_sources, report, progress, batch_size
-                )
-                report.caught_up = report.events_read - before
-                async with connection.transaction():
-                    await writer.replace_documents(changed, model)
-                    await writer.insert_checkpoints(model)
-                    await connection.execute(
-                        f"INSERT INTO {REBUILD}.projection_version (version) VALUES ($1)",
-                        PROJECTION_VERSION,
+                # The live consumer waits for this phase: bounded, whatever Kafka does.
+                async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+                    await _catch_up_and_swap(
+                        reader, model, writer, topic_sources, report, progress, batch_size
                     )
-                    await swap_in_rebuilt_copy(connection)
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", SWAP_LOCK_KEY)
                 report.paused_seconds = time.monotonic() - paused
@@ -157,6 +147,31 @@ async def rebuild_projection(
         paused_seconds=round(report.paused_seconds, 3),
     )
     return report
+
+
+async def _catch_up_and_swap(
+    reader: TopicReader,
+    model: Model,
+    writer: CopyWriter,
+    topic_sources: dict[str, str],
+    report: RebuildReport,
+    progress: RebuildProgress | None,
+    batch_size: int,
+) -> None:
+    """Read to the topics' ends of this moment, then swap the copies in one transaction."""
+    ends = await reader.end_offsets()
+    if progress is not None:
+        progress.phase("catching up", reader.remaining(ends))
+    before = report.events_read
+    changed = await _fold(reader, ends, model, writer, topic_sources, report, progress, batch_size)
+    report.caught_up = report.events_read - before
+    async with writer.connection.transaction():
+        await writer.replace_documents(changed, model)
+        await writer.insert_checkpoints(model)
+        await writer.connection.execute(
+            f"INSERT INTO {REBUILD}.projection_version (version) VALUES ($1)", PROJECTION_VERSION
+        )
+        await swap_in_rebuilt_copy(writer.connection)
 
 
 async def _fold(

@@ -161,7 +161,7 @@ def tracker_row(documents: Documents, resolution: ResolutionDoc, today: date) ->
         status=resolution.status,
         priority_area=resolution.priority_area,
         meeting_id=resolution.meeting_id,
-        meeting_date=None if meeting is None else meeting.date,
+        meeting_date=None if meeting is None else meeting.day,
         meeting_host=None if meeting is None else meeting.host_unit,
         passed_on=resolution.passed_on,
         responsible_units=resolution.responsible_units,
@@ -322,8 +322,8 @@ def quarters(documents: Documents) -> list[str]:
     """Every quarter with a meeting, an action plan or a circulation, oldest first."""
     found: set[str] = set()
     for meeting in documents.meetings.values():
-        if meeting.date is not None:
-            found.add(quarter_of(meeting.date))
+        if meeting.day is not None:
+            found.add(quarter_of(meeting.day))
     for resolution in documents.resolutions.values():
         if resolution.quarter is not None:
             found.add(resolution.quarter)
@@ -354,7 +354,7 @@ class MeetingRow(ReportModel):
 
 def meeting_row(meeting: MeetingDoc, resolutions_passed: int) -> MeetingRow:
     attendance = Counter(attendee.unit for attendee in meeting.attendees)
-    day = meeting.date
+    day = meeting.day
     return MeetingRow(
         meeting_id=meeting.meeting_id,
         quarter=None if day is None else quarter_of(day),

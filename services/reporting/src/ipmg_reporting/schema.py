@@ -27,8 +27,9 @@ SEARCH_PATH = f"{LIVE},public"
 SWAP_LOCK_KEY = 0x1A11_0040
 REBUILD_LOCK_KEY = 0x1A11_0041  # one rebuild at a time
 
+SERVER_SETTINGS = {"search_path": SEARCH_PATH}
 POOL_OPTIONS = {
-    "server_settings": {"search_path": SEARCH_PATH},
+    "server_settings": SERVER_SETTINGS,
     # No prepared statement may outlive a swap of the schemas behind its table names.
     "statement_cache_size": 0,
 }
