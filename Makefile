@@ -77,6 +77,7 @@ lint: sync
 
 .PHONY: test
 test: up-infra lint
+	@bash $(LOCAL)/browser.sh
 	@$(UV) run --frozen pytest
 
 .PHONY: bench
