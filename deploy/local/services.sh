@@ -30,9 +30,25 @@ ready() {
     curl -fsS -m 3 "http://127.0.0.1:$(port_of "$1")/health/ready" >/dev/null 2>&1
 }
 
+# A local mail sink for notifications (messages are printed to its log): only when nothing
+# listens on the SMTP port yet, since a real relay may be configured there.
+MAIL_PORT="${IPMG_NOTIFICATIONS_SMTP_PORT:-1025}"
+start_mail_sink() {
+    local pid
+    pid="$(pid_of mail || true)"
+    if pid_alive "$pid" || port_owner "$MAIL_PORT" >/dev/null; then
+        return 0
+    fi
+    setsid nohup "$IPMG_REPO_ROOT/.venv/bin/python" -m aiosmtpd -n -l "127.0.0.1:$MAIL_PORT" \
+        >>"$RUN_DIR/mail.log" 2>&1 </dev/null &
+    echo $! >"$RUN_DIR/mail.pid"
+    info "mail sink on 127.0.0.1:$MAIL_PORT (messages in $RUN_DIR/mail.log)"
+}
+
 start() {
     [ -x "$IPMG_BIN" ] || die "the project is not installed: run 'uv sync --frozen' first"
     mkdir -p "$RUN_DIR"
+    start_mail_sink
     local service pid port
     for service in "${SERVICES[@]}"; do
         pid="$(pid_of "$service" || true)"
@@ -62,7 +78,7 @@ start() {
 
 stop() {
     local service pid
-    for service in "${SERVICES[@]}"; do
+    for service in "${SERVICES[@]}" mail; do
         pid="$(pid_of "$service" || true)"
         if pid_alive "$pid"; then
             kill -TERM "$pid" 2>/dev/null || true

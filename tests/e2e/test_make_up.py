@@ -35,6 +35,7 @@ def test_make_up_then_make_down(migrated: Settings, tmp_path: Path) -> None:
         "IPMG_STATE_DIR": str(tmp_path / "state"),
         "IPMG_KEYS_DIR": str(tmp_path / "keys"),
         **{f"IPMG_{service.upper()}_PORT": str(port) for service, port in ports.items()},
+        "IPMG_NOTIFICATIONS_SMTP_PORT": str(free_port()),
     }
     up = make("up", env)
     try:
@@ -45,7 +46,7 @@ def test_make_up_then_make_down(migrated: Settings, tmp_path: Path) -> None:
             ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10)
             assert ready.status_code == 200, (service, ready.text)
         pids = [int(p.read_text()) for p in (tmp_path / "state" / "run").glob("*.pid")]
-        assert len(pids) == len(SERVICES)
+        assert len(pids) == len(SERVICES) + 1  # and the local mail sink
     finally:
         down = make("down", env)
     assert down.returncode == 0, down.stderr

@@ -56,6 +56,7 @@ class MeetingScheduled(DomainEvent):
     host_unit: Unit
     venue: Place
     occasion: Place | None  # e.g. "16 Days of Activism"
+    agenda: Agenda = ()  # added later: events recorded before it have none
 
 
 class MeetingRescheduled(DomainEvent):

@@ -218,7 +218,7 @@ class ServiceRuntime:
         app.state.context = context
         self._tasks.append(asyncio.create_task(self._keep_broker_started(), name="broker"))
         if self.definition.on_start is not None:
-            self._tasks.append(asyncio.create_task(self.definition.on_start(context)))
+            self._tasks.append(asyncio.create_task(self._run_on_start(context), name="on_start"))
         log.info("service_started", service=self.definition.name)
         try:
             yield
@@ -233,6 +233,17 @@ class ServiceRuntime:
                 await asyncio.wait_for(self.broker.stop(), 15)
             await asyncio.wait_for(pool.close(), 15)
             log.info("service_stopped", service=self.definition.name)
+
+    async def _run_on_start(self, context: ServiceContext) -> None:
+        assert self.definition.on_start is not None
+        try:
+            await self.definition.on_start(context)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Background work of the service stopped: say so loudly, readiness stays honest.
+            log.exception("background_work_failed", service=self.definition.name)
+            raise
 
     async def _sign_checkpoints(self, store: EventStore) -> None:
         """Sign the chain head on a schedule, when it moved since the last checkpoint."""

@@ -116,8 +116,10 @@ class ReceivedMail:
 class RecordingSmtpHandler:
     def __init__(self) -> None:
         self.mails: list[ReceivedMail] = []
+        self.delay_s = 0.0  # a slow server: messages stay in flight this long
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await asyncio.sleep(self.delay_s)
         content = envelope.original_content or b""
         message = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)

@@ -324,7 +324,9 @@ async def test_forced_redelivery_sends_nothing_twice(world: World) -> None:
         async with running_notifications(
             world.settings, world.notification_settings(), world.clock
         ):
-            await wait_until(lambda: consumed("duplicate") - duplicates_before >= 4, timeout=60)
+            await wait_until(
+                lambda: consumed("duplicate") - duplicates_before >= upstream_events, timeout=60
+            )
             await asyncio.sleep(1.0)
         assert (len(world.smtp.mails), len(world.webhooks.posts)) == (mails, posts)
 
@@ -347,6 +349,46 @@ async def test_forced_redelivery_sends_nothing_twice(world: World) -> None:
             await asyncio.sleep(1.0)
         assert (len(world.smtp.mails), len(world.webhooks.posts)) == (mails, posts)
         assert await deliveries_by_status(db) == {"sent": total}
+        assert await outcome_events(db) == {"NotificationSent": total}
+
+
+async def test_stopping_mid_send_records_what_the_server_took_and_resends_nothing(
+    world: World,
+) -> None:
+    invited = world.addresses(list(Unit), EVERYONE)
+    total = invited.total() + 2  # and the two webhooks
+    world.smtp.handler.delay_s = 0.4
+    async with notifications_database(world.settings) as db:
+        async with running_notifications(
+            world.settings, world.notification_settings(), world.clock
+        ):
+            await world.upstream.schedule_meeting(
+                world.clock.today() + timedelta(days=20), Unit.PUNJAB, "Lahore"
+            )
+            await wait_until(
+                lambda: db.fetchval(
+                    "SELECT count(*) > 0 FROM deliveries "
+                    "WHERE status = 'pending' AND lease_until IS NOT NULL"
+                ),
+                timeout=30,
+                interval=0.02,
+            )
+        # Stopped with messages in flight: each one the server took is recorded as sent.
+        emails_sent = await db.fetchval(
+            "SELECT count(*) FROM deliveries WHERE channel = 'email' AND status = 'sent'"
+        )
+        assert 0 < len(world.smtp.mails) == emails_sent < invited.total()
+        assert (
+            await db.fetchval("SELECT count(*) FROM deliveries WHERE lease_until IS NOT NULL") == 0
+        )
+
+        world.smtp.handler.delay_s = 0.0
+        async with running_notifications(
+            world.settings, world.notification_settings(), world.clock
+        ):
+            await wait_until(lambda: settled(db, total), timeout=60)
+            await asyncio.sleep(0.5)
+        assert world.smtp.count_by_address() == invited
         assert await outcome_events(db) == {"NotificationSent": total}
 
 

@@ -55,6 +55,7 @@ class ScheduleMeeting(Command):
     host_unit: Unit
     venue: Place
     occasion: Place | None = None
+    agenda: Agenda = ()
 
 
 class RescheduleMeeting(Command):
@@ -119,6 +120,7 @@ def evolve(state: MeetingState, event: DomainEvent) -> MeetingState:
                 "host_unit": event.host_unit,
                 "venue": event.venue,
                 "occasion": event.occasion,
+                "agenda": event.agenda,
             }
         case MeetingRescheduled():
             changes = {
@@ -185,6 +187,7 @@ def _schedule(command: ScheduleMeeting, state: MeetingState) -> list[DomainEvent
             host_unit=command.host_unit,
             venue=command.venue,
             occasion=command.occasion,
+            agenda=command.agenda,
         )
     ]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
@@ -28,7 +27,7 @@ def retry_failed(
     async def go() -> list[UUID]:
         connection = await connect(settings.service_dsn("notifications"), settings)
         try:
-            return await requeue_failed(connection, datetime.now(UTC), delivery or [])
+            return await requeue_failed(connection, delivery or [])
         finally:
             await connection.close()
 

@@ -51,12 +51,14 @@ class Cause:
         return cls(envelope.event_id, envelope.type, envelope.source, envelope.correlation_id)
 
 
+# Leases and retry times are on the database's clock: they are about processes and servers,
+# which live in real time. The service's clock (injectable, movable) dates what people see.
 _INSERT = """
 INSERT INTO deliveries (
     delivery_id, cause_event_id, cause_type, cause_source, correlation_id, kind, channel,
-    recipient, unit, person, address, subject, body_text, body_html, status, next_attempt_at,
-    created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)
+    recipient, unit, person, address, subject, body_text, body_html, status, created_at,
+    next_attempt_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now())
 ON CONFLICT DO NOTHING
 """
 
@@ -127,11 +129,11 @@ class ClaimedDelivery:
 
 
 _CLAIM = """
-UPDATE deliveries SET lease_until = $1::timestamptz + make_interval(secs => $2)
+UPDATE deliveries SET lease_until = now() + make_interval(secs => $1)
 WHERE delivery_id = (
     SELECT delivery_id FROM deliveries
-    WHERE status = 'pending' AND next_attempt_at <= $1
-      AND (lease_until IS NULL OR lease_until <= $1)
+    WHERE status = 'pending' AND next_attempt_at <= now()
+      AND (lease_until IS NULL OR lease_until <= now())
     ORDER BY next_attempt_at, created_at
     LIMIT 1
     FOR UPDATE SKIP LOCKED)
@@ -140,11 +142,9 @@ RETURNING delivery_id, kind, channel, unit, person, address, subject, body_text,
 """
 
 
-async def claim_next(
-    connection: DbConnection, now: datetime, lease_s: float
-) -> ClaimedDelivery | None:
+async def claim_next(connection: DbConnection, lease_s: float) -> ClaimedDelivery | None:
     """Lease the next due delivery to this worker; others skip it until the lease ends."""
-    row = await connection.fetchrow(_CLAIM, now, lease_s)
+    row = await connection.fetchrow(_CLAIM, lease_s)
     if row is None:
         return None
     message = OutgoingMessage(
@@ -194,33 +194,31 @@ async def schedule_retry(
     *,
     attempts: int,
     error: str,
-    next_attempt_at: datetime,
+    delay_s: float,
 ) -> None:
     await connection.execute(
-        "UPDATE deliveries SET attempts = $3, last_error = $4, next_attempt_at = $5, "
-        "lease_until = NULL WHERE delivery_id = $1 AND round = $2 AND status = 'pending'",
+        "UPDATE deliveries SET attempts = $3, last_error = $4, "
+        "next_attempt_at = now() + make_interval(secs => $5), lease_until = NULL "
+        "WHERE delivery_id = $1 AND round = $2 AND status = 'pending'",
         claimed.message.delivery_id,
         claimed.round,
         attempts,
         error[:ERROR_MAX_CHARS],
-        next_attempt_at,
+        delay_s,
     )
 
 
-async def requeue_failed(
-    connection: DbConnection, now: datetime, delivery_ids: Sequence[UUID] = ()
-) -> list[UUID]:
+async def requeue_failed(connection: DbConnection, delivery_ids: Sequence[UUID] = ()) -> list[UUID]:
     """Send failed deliveries again (all, or those named) in a new round; returns their ids.
 
     The earlier round's NotificationFailed stays in history; the new round's outcome is the
-    next event of the same stream.
+    next event of the same stream. They are due at once.
     """
     rows = await connection.fetch(
         "UPDATE deliveries SET status = 'pending', round = round + 1, attempts = 0, "
-        "next_attempt_at = $1, lease_until = NULL, finished_at = NULL "
-        "WHERE status = 'failed' AND (cardinality($2::uuid[]) = 0 OR delivery_id = ANY($2)) "
+        "next_attempt_at = now(), lease_until = NULL, finished_at = NULL "
+        "WHERE status = 'failed' AND (cardinality($1::uuid[]) = 0 OR delivery_id = ANY($1)) "
         "RETURNING delivery_id",
-        now,
         list(delivery_ids),
     )
     return [row["delivery_id"] for row in rows]

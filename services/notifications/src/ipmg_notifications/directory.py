@@ -15,7 +15,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    UrlConstraints,
+    model_validator,
+)
 
 from ipmg_shared.actors import Unit
 
@@ -50,7 +58,7 @@ class Person(_Entry):
 class UnitEntry(_Entry):
     unit: Unit
     # The unit's own system, if it takes notifications as signed JSON posts.
-    webhook_url: HttpUrl | None = None
+    webhook_url: Annotated[HttpUrl, UrlConstraints(max_length=500)] | None = None
     people: tuple[Person, ...] = Field(min_length=1)
 
     def people_in(self, roles: Collection[DirectoryRole]) -> tuple[Person, ...]:

@@ -6,7 +6,8 @@
 - ``reminders_due`` says which reminders, follow-ups and digests are due on a given day,
   from the projection of deadlines; each has a key (kind, entity, unit, due date) that is
   issued at most once.
-- ``retry_delay`` and ``is_stale`` are the delivery and replay policies.
+- ``retry_delay`` is the delivery policy; ``is_stale`` and ``Notice.is_past`` say what is
+  not news any more (history being replayed, a meeting already over) and is not sent.
 
 Identities are derived, never drawn: a delivery's id comes from (cause event, channel,
 recipient), a reminder's stream from its key, so doing the same work twice finds the first.
@@ -50,6 +51,8 @@ from ipmg_notifications.directory import Directory, DirectoryRole
 from ipmg_shared.actors import Unit
 from ipmg_shared.events import DomainEvent
 
+SUBJECT_MAX_CHARS = 300  # NotificationSent.subject
+
 # Fixed forever: derived ids must come out the same in every process and every release.
 IDENTITY_NAMESPACE = UUID("5d0c3f59-8d3e-4d0f-9a53-1b6c0e7e2a41")
 
@@ -79,6 +82,9 @@ AUDIENCE: Mapping[NotificationKind, frozenset[DirectoryRole]] = {
     NotificationKind.QUARTERLY_DIGEST: frozenset({DirectoryRole.SECRETARIAT}),
 }
 
+# The signed text prepares the next quarter's action plan: after a quarter it is no news.
+SIGNED_TEXT_NEWS_FOR = timedelta(days=92)
+
 # Follow-ups go to actions that nobody has moved forward: never reported on, or blocked.
 WITHOUT_PROGRESS = frozenset({ProgressStatus.NOT_STARTED, ProgressStatus.BLOCKED})
 
@@ -90,6 +96,12 @@ class MissingFacts(Exception):
 
 def long_date(day: date) -> str:
     return f"{day.day} {day:%B %Y}"
+
+
+def headline(text: str, limit: int = SUBJECT_MAX_CHARS) -> str:
+    """``text`` on one line (an email header cannot hold a line break), cut to ``limit``."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 # --- facts from the projection ------------------------------------------------------------
@@ -144,12 +156,25 @@ class Facts:
 
 @dataclass(frozen=True)
 class Notice:
-    """One unit's message about one cause; ``context`` feeds the kind's templates."""
+    """One unit's message about one cause; ``context`` feeds the kind's templates.
+
+    ``relevant_until`` is the last day the message is worth sending (the meeting's day, the
+    feedback's due date ...); None: as long as its cause is news.
+    """
 
     kind: NotificationKind
     unit: Unit
     subject: str
     context: Mapping[str, Any] = field(default_factory=dict)
+    relevant_until: date | None = None
+
+    def __post_init__(self) -> None:
+        # A subject is one header line within the contract's length, whatever a title holds.
+        object.__setattr__(self, "subject", headline(self.subject))
+
+    def is_past(self, today: date) -> bool:
+        """Nobody can act on it any more: e.g. history loaded today about meetings long held."""
+        return self.relevant_until is not None and self.relevant_until < today
 
 
 def notices_for(event: DomainEvent, facts: Facts) -> list[Notice]:
@@ -159,7 +184,9 @@ def notices_for(event: DomainEvent, facts: Facts) -> list[Notice]:
             meeting = _meeting_context(
                 event.meeting_id, event.scheduled_for, event.host_unit, event.venue, event.occasion
             )
-            return _meeting_notices(NotificationKind.INVITATION, "Invitation", meeting)
+            return _meeting_notices(
+                NotificationKind.INVITATION, "Invitation", meeting, agenda=list(event.agenda)
+            )
         case MeetingRescheduled():
             before = facts.require_meeting()
             meeting = _meeting_context(
@@ -193,6 +220,7 @@ def notices_for(event: DomainEvent, facts: Facts) -> list[Notice]:
                         "feedback_due": event.feedback_due,
                         "participants": [UNIT_NAMES[p] for p in event.participants],
                     },
+                    relevant_until=event.feedback_due,
                 )
                 for unit in event.participants
             ]
@@ -212,6 +240,7 @@ def notices_for(event: DomainEvent, facts: Facts) -> list[Notice]:
                         "signed_on": event.signed_on,
                         "signatories": signatories,
                     },
+                    relevant_until=event.signed_on + SIGNED_TEXT_NEWS_FOR,
                 )
                 for unit in resolution.responsible_units
             ]
@@ -238,6 +267,7 @@ def notices_for(event: DomainEvent, facts: Facts) -> list[Notice]:
                             if action.unit is unit
                         ],
                     },
+                    relevant_until=max(a.due_on for a in event.actions if a.unit is unit),
                 )
                 for unit in units
             ]
@@ -283,8 +313,9 @@ def _meeting_notices(
 ) -> list[Notice]:
     subject = f"{label}: IPMG meeting on {long_date(meeting['date'])}, hosted by {meeting['host']}"
     context = {"meeting": meeting, **extra}
-    # Every member unit is told: the IPMG is all of them.
-    return [Notice(kind, unit, subject, context) for unit in Unit]
+    # Every member unit is told: the IPMG is all of them. A meeting that is over is news to
+    # nobody, whatever happened to it.
+    return [Notice(kind, unit, subject, context, meeting["date"]) for unit in Unit]
 
 
 # --- addressing ---------------------------------------------------------------------------

@@ -6,13 +6,15 @@ does, after the commit. A redelivered event is skipped by the runner (stream ver
 event applied again after a checkpoint was lost plans deliveries that already exist and
 ``ON CONFLICT DO NOTHING`` keeps the first. An event recorded upstream longer ago than the
 stale horizon is history being replayed: it updates the projection, and its deliveries are
-recorded as ``suppressed`` instead of being sent.
+recorded as ``suppressed`` instead of being sent; so are the notices whose day has passed
+(an invitation to a meeting already held, a feedback request past its due date), which is
+what history loaded in one go (``ipmg seed``) is made of.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING
 
 from ipmg_contracts.meetings import (
@@ -38,6 +40,7 @@ from ipmg_notifications.directory import Directory
 from ipmg_notifications.domain import (
     Facts,
     MeetingFacts,
+    Notice,
     ResolutionFacts,
     is_stale,
     notices_for,
@@ -64,10 +67,12 @@ class NotificationHandler:
         *,
         stale_after: timedelta,
         clock: Callable[[], datetime],
+        timezone: tzinfo,
     ) -> None:
         self.directory = directory
         self.stale_after = stale_after
         self.clock = clock
+        self.timezone = timezone
 
     async def __call__(
         self, connection: DbConnection, envelope: Envelope, event: DomainEvent
@@ -78,21 +83,26 @@ class NotificationHandler:
         if not notices:
             return
         now = self.clock()
+        today = now.astimezone(self.timezone).date()
         stale = is_stale(envelope.recorded_at, now, self.stale_after)
-        planned = await insert_deliveries(
-            connection,
-            Cause.of(envelope),
-            notices,
-            self.directory,
-            status=DeliveryStatus.SUPPRESSED if stale else DeliveryStatus.PENDING,
-            now=now,
+        news: list[Notice] = []
+        past: list[Notice] = []
+        for notice in notices:
+            (past if stale or notice.is_past(today) else news).append(notice)
+        cause = Cause.of(envelope)
+        await insert_deliveries(
+            connection, cause, news, self.directory, status=DeliveryStatus.PENDING, now=now
         )
-        if stale:
+        suppressed = await insert_deliveries(
+            connection, cause, past, self.directory, status=DeliveryStatus.SUPPRESSED, now=now
+        )
+        if suppressed:
             log.info(
-                "replayed_event_not_notified",
+                "event_not_notified",
                 type=envelope.type,
+                reason="replayed history" if stale else "its day has passed",
                 recorded_at=envelope.recorded_at.isoformat(),
-                suppressed=planned,
+                suppressed=suppressed,
             )
 
 

@@ -69,6 +69,7 @@ class NotificationParts:
             self.directory,
             stale_after=timedelta(days=self.settings.stale_after_days),
             clock=self.clock,
+            timezone=ZoneInfo(self.settings.timezone),
         )
 
     async def run(self, context: ServiceContext) -> None:
@@ -100,14 +101,17 @@ class NotificationParts:
                 timezone=ZoneInfo(settings.timezone),
                 acquire_timeout_s=acquire_timeout_s,
             )
-            await asyncio.gather(
-                worker.run(
-                    context.settings,
-                    context.settings.service_dsn(context.name),
-                    settings.worker_concurrency,
-                ),
-                scheduler.run(settings.scheduler_interval_s),
-            )
+            # A task group, not gather: on cancellation it waits for both to finish, so the
+            # worker can complete the message in hand before the pool closes.
+            async with asyncio.TaskGroup() as group:
+                group.create_task(
+                    worker.run(
+                        context.settings,
+                        context.settings.service_dsn(context.name),
+                        settings.worker_concurrency,
+                    )
+                )
+                group.create_task(scheduler.run(settings.scheduler_interval_s))
 
 
 def build_service(

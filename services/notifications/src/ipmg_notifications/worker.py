@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -52,6 +52,7 @@ NOTIFICATIONS = Counter(
 )
 MAX_FAULT_BACKOFF_S = 10.0
 RECORD_ATTEMPTS = 5
+FINISH_IN_HAND_S = 15.0  # within the HTTP server's graceful shutdown
 
 ACTOR = Actor.service("notifications")
 
@@ -89,36 +90,39 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
 
     async def run(self, settings: Settings, dsn: str, concurrency: int) -> None:
-        """Work until cancelled: ``concurrency`` workers, woken by NOTIFY or the poll interval."""
-        workers = [asyncio.create_task(self._work()) for _ in range(concurrency)]
-        try:
-            await self._listen(settings, dsn)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        """Work until cancelled: ``concurrency`` workers, woken by NOTIFY when deliveries are
+        planned, and polling every ``poll_interval_s`` (for retries that fall due)."""
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(self._work())
+            group.create_task(self._listen(settings, dsn))
 
     async def _listen(self, settings: Settings, dsn: str) -> None:
         backoff = 0.5
         while True:
             try:
-                connection = await connect(dsn, settings)
-                try:
-                    await connection.add_listener(PENDING_CHANNEL, lambda *_: self._wake.set())
-                    backoff = 0.5
-                    while not connection.is_closed():
-                        await asyncio.sleep(self.poll_interval_s)
-                        self._wake.set()  # the polling fallback; also picks up retries due now
-                finally:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(connection.close(), 5)
+                await self._listen_until_closed(settings, dsn)
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the listener is an optimisation: polling goes on
                 log.warning("delivery_listener_fault", error=repr(error), retry_in=backoff)
-                self._wake.set()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_FAULT_BACKOFF_S)
+            else:  # the connection was closed after it served: reconnect, gently
+                backoff = 0.5
+                await asyncio.sleep(backoff)
+
+    async def _listen_until_closed(self, settings: Settings, dsn: str) -> None:
+        connection = await connect(dsn, settings)
+        try:
+            closed = asyncio.Event()
+            connection.add_termination_listener(lambda *_: closed.set())
+            await connection.add_listener(PENDING_CHANNEL, lambda *_: self._wake.set())
+            await closed.wait()
+            log.warning("delivery_listener_closed")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
 
     async def _work(self) -> None:
         backoff = 0.5
@@ -137,9 +141,22 @@ class DeliveryWorker:
                 backoff = min(backoff * 2, MAX_FAULT_BACKOFF_S)
 
     async def deliver_next(self) -> bool:
-        """One attempt at the next due delivery; False when none is due."""
+        """One attempt at the next due delivery; False when none was due.
+
+        Stopping does not interrupt it: a claim abandoned halfway would sit leased until its
+        lease ends, and a message the server took but nobody recorded would go again.
+        """
+        in_hand = asyncio.ensure_future(self._claim_and_attempt())
+        try:
+            return await asyncio.shield(in_hand)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(in_hand, FINISH_IN_HAND_S)
+            raise
+
+    async def _claim_and_attempt(self) -> bool:
         async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
-            claimed = await claim_next(connection, self.clock(), self.lease_s)
+            claimed = await claim_next(connection, self.lease_s)
         if claimed is None:
             return False
         await self.attempt(claimed)
@@ -155,8 +172,8 @@ class DeliveryWorker:
         attempts = claimed.attempts + 1
         try:
             await self.senders[message.channel].send(message, self.clock())
-        except DeliveryError as error:
-            reason = str(error) or type(error).__name__
+        except Exception as error:  # a channel's bug counts as a failed attempt, not a hang
+            reason = _reason(error)
             if not self.policy.gives_up_after(attempts):
                 delay = retry_delay(self.policy, attempts, self.jitter())
                 log.info(
@@ -172,7 +189,7 @@ class DeliveryWorker:
                         claimed,
                         attempts=attempts,
                         error=reason,
-                        next_attempt_at=self.clock() + timedelta(seconds=delay),
+                        delay_s=delay,
                     )
                 return
             log.warning("delivery_failed", delivery_id=str(message.delivery_id), attempts=attempts)
@@ -251,6 +268,12 @@ class DeliveryWorker:
                 outcome_event_id=_first_event_id(earlier),
                 now=self.clock(),
             )
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, DeliveryError):
+        return str(error) or "the channel refused the message"
+    return f"{type(error).__name__}: {error}"
 
 
 def _first_event_id(result: AppendResult) -> UUID:
