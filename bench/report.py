@@ -1,0 +1,110 @@
+"""Results as JSON (bench/results/latest.json) and as tables in bench/README.md."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.measure import Case
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "latest.json"
+README = HERE / "README.md"
+START = "<!-- bench:results:start -->"
+END = "<!-- bench:results:end -->"
+TITLES = {
+    "append": "Append: commands/s (events/s)",
+    "relay": "Relay: events/s from the first send until the last event is acknowledged",
+    "growth": "Growth: commands/s with this many events stored (1 event/command, 1 writer)",
+}
+
+# Short names for the ratio and CPU columns; the rate columns carry the full ones.
+SHORT = {
+    "ipmg execute()": "execute",
+    "ipmg EventStore.append()": "append",
+    "raw asyncpg INSERT": "raw",
+    "eventsourcing library": "library",
+    "ipmg Relay": "relay",
+    "aiokafka, one wait": "aiokafka",
+    "aiokafka, wait per batch": "aiokafka per batch",
+}
+
+
+def _short(name: str) -> str:
+    return SHORT.get(name, name)
+
+
+def write_json(machine: dict[str, Any], run: dict[str, Any], cases: Sequence[Case]) -> Path:
+    RESULTS.parent.mkdir(exist_ok=True)
+    document = {"machine": machine, "run": run, "results": [case.to_json() for case in cases]}
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    return RESULTS
+
+
+def _rate(case: Case, contender: str) -> str:
+    rate = case.median(contender)
+    if case.unit == "commands" and case.events_per_unit > 1:
+        return f"{rate:,.0f} ({rate * case.events_per_unit:,.0f})"
+    return f"{rate:,.0f}"
+
+
+def _cpu(case: Case, contender: str) -> str:
+    seconds = case.cpu_per_unit(contender)
+    return f"{seconds * 1e3:.2f} ms" if case.unit == "commands" else f"{seconds * 1e6:.0f} µs"
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def table(cases: Sequence[Case]) -> list[str]:
+    first = cases[0]
+    growth = first.benchmark == "growth"
+    ratios = [f"{_short(mine)} ÷ {_short(theirs)}" for mine, theirs in first.pairs]
+    header = ["stored events" if growth else "case", *first.contenders, *ratios]
+    if growth:  # each ratio against itself at the smallest size: 1.00 means nothing grew
+        header += [f"{ratio} vs {first.name}" for ratio in ratios]
+    header += [f"CPU/{first.unit.rstrip('s')} {_short(name)}" for name in first.contenders]
+    lines = [_row(header), "|---" + "|---:" * (len(header) - 1) + "|"]
+    for case in cases:
+        cells = [case.name, *[_rate(case, name) for name in case.contenders]]
+        cells += [f"{case.ratio(*pair):.2f}" for pair in case.pairs]
+        if growth:
+            cells += [f"{case.ratio(*pair) / first.ratio(*pair):.2f}" for pair in case.pairs]
+        cells += [_cpu(case, name) for name in case.contenders]
+        lines.append(_row(cells))
+    return lines
+
+
+def markdown(machine: dict[str, Any], run: dict[str, Any], cases: Sequence[Case]) -> str:
+    libraries = ", ".join(f"{name} {version}" for name, version in machine["libraries"].items())
+    lines = [
+        f"Measured {machine['date']} with `{run['command']}` ({run['minutes']} min) on "
+        f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM, "
+        f"{machine['os']}; PostgreSQL {machine['postgresql']} "
+        f"(synchronous_commit={machine['postgresql_synchronous_commit']}), "
+        f"Apache Kafka {machine['kafka']}, Python {machine['python']} ({libraries}). "
+        f"Load average at the start: {', '.join(map(str, machine['load_average_at_start']))}. "
+        "Rates are medians of the rounds; a ratio `ours ÷ baseline` is the median of the "
+        "rounds' own ratios (above 1: ours is faster); CPU is this process's time per unit of "
+        "work (median).",
+    ]
+    for benchmark, title in TITLES.items():
+        chosen = [case for case in cases if case.benchmark == benchmark]
+        if chosen:
+            rounds = len(chosen[0].rates[chosen[0].contenders[0]])
+            lines += ["", f"**{title}**, {rounds} rounds", "", *table(chosen)]
+    return "\n".join(lines)
+
+
+def write_readme(text: str) -> Path:
+    readme = README.read_text() if README.exists() else ""
+    if START in readme and END in readme:
+        before, rest = readme.split(START, 1)
+        after = rest.split(END, 1)[1]
+    else:
+        before, after = readme.rstrip("\n") + "\n\n", "\n"
+    README.write_text(f"{before}{START}\n{text}\n{END}{after}")
+    return README
