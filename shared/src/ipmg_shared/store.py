@@ -33,6 +33,33 @@ EVENT_COLUMNS = (
     "recorded_at, actor, correlation_id, causation_id, payload, prev_hash, hash"
 )
 
+# What an append needs to know, read in one statement once the lock is held: the stream's
+# version, the head of the chain and, for a command id, an earlier result.
+APPEND_STATE = """
+SELECT (SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1) AS current,
+       head.position, head.hash, earlier.fingerprint, earlier.result
+FROM (SELECT 1) AS here
+LEFT JOIN LATERAL (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) AS head
+       ON true
+LEFT JOIN command_results AS earlier ON earlier.command_id = $2
+"""
+# The events, the command's result and the relay's wake-up, written in one statement.
+APPEND_EVENTS = f"""
+WITH appended AS (
+    INSERT INTO events ({EVENT_COLUMNS})
+    SELECT position, event_id, $1, stream_version, type, schema_version, $2, occurred_at, $3,
+           $4, $5, $6, payload, prev_hash, hash
+    FROM unnest($7::bigint[], $8::uuid[], $9::int[], $10::text[], $11::int[],
+                $12::timestamptz[], $13::jsonb[], $14::text[], $15::text[])
+         AS e(position, event_id, stream_version, type, schema_version, occurred_at, payload,
+              prev_hash, hash)
+), remembered AS (
+    INSERT INTO command_results (command_id, fingerprint, stream_id, result)
+    SELECT $16, $17, $1, $18 WHERE $16::text IS NOT NULL
+)
+SELECT pg_notify($19, $20)
+"""
+
 State = TypeVar("State")
 
 
@@ -175,99 +202,84 @@ class EventStore:
 
         With a ``command`` id, a retry of the same command returns the first result and
         appends nothing; the same id with a different request raises IdempotencyKeyReused.
+        Three round trips under the lock: take it, read what the append needs, write it all.
         """
         if not events:
             raise ValueError("nothing to append")
         actor_json = actor.model_dump(mode="json")
         payloads = [event.payload.model_dump(mode="json") for event in events]
-        async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
-            if command is not None:
-                earlier = await self._earlier_result(connection, command)
-                if earlier is not None:
-                    return earlier
-            async with connection.transaction():
-                await connection.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
-                if command is not None:
-                    # Authoritative re-check: the lock serialises every append of this store.
-                    earlier = await self._earlier_result(connection, command)
-                    if earlier is not None:
-                        return earlier
-                current = await connection.fetchval(
-                    "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1",
-                    stream_id,
-                )
-                if expected_version is not None and current != expected_version:
-                    raise WrongExpectedVersion(stream_id, expected_version, current)
-                head = await connection.fetchrow(
-                    "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-                )
-                position = head["position"] if head else 0
-                prev_hash = head["hash"] if head else GENESIS_HASH
-                recorded_at = self._clock()
-                rows: list[JsonObject] = []
-                for offset, (event, payload) in enumerate(zip(events, payloads, strict=True)):
-                    position += 1
-                    fields: JsonObject = {
-                        "event_id": str(event.event_id),
-                        "type": event.payload.event_type,
-                        "schema_version": event.payload.schema_version,
-                        "source": self.source,
-                        "stream_id": stream_id,
-                        "stream_version": current + offset + 1,
-                        "position": position,
-                        "occurred_at": format_instant(event.occurred_at),
-                        "recorded_at": format_instant(recorded_at),
-                        "actor": actor_json,
-                        "correlation_id": str(correlation_id),
-                        "causation_id": None if causation_id is None else str(causation_id),
-                        "payload": payload,
-                        "prev_hash": prev_hash,
-                    }
-                    prev_hash = fields["hash"] = hash_event_fields(fields)
-                    rows.append(fields)
-                await connection.executemany(
-                    f"INSERT INTO events ({EVENT_COLUMNS}) VALUES "
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                    [
-                        (
-                            row["position"],
-                            UUID(row["event_id"]),
-                            stream_id,
-                            row["stream_version"],
-                            row["type"],
-                            row["schema_version"],
-                            self.source,
-                            event.occurred_at,
-                            recorded_at,
-                            actor_json,
-                            correlation_id,
-                            causation_id,
-                            row["payload"],
-                            row["prev_hash"],
-                            row["hash"],
-                        )
-                        for row, event in zip(rows, events, strict=True)
-                    ],
-                )
-                result = AppendResult(
-                    stream_id=stream_id,
-                    stream_version=current + len(events),
-                    first_position=rows[0]["position"],
-                    last_position=position,
-                    event_ids=[row["event_id"] for row in rows],
-                )
-                if command is not None:
-                    await connection.execute(
-                        "INSERT INTO command_results (command_id, fingerprint, stream_id, result) "
-                        "VALUES ($1, $2, $3, $4)",
-                        command.key,
-                        command.fingerprint,
-                        stream_id,
-                        result.to_json(),
-                    )
-                await connection.execute(
-                    "SELECT pg_notify($1, $2)", EVENTS_APPENDED_CHANNEL, str(position)
-                )
+        async with (
+            self.pool.acquire(timeout=self._acquire_timeout_s) as connection,
+            connection.transaction(),
+        ):
+            await connection.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
+            # A statement after the lock's: its snapshot sees every append committed before
+            # this one could take the lock (within the locking statement it would not).
+            now = await connection.fetchrow(
+                APPEND_STATE, stream_id, None if command is None else command.key
+            )
+            assert now is not None  # one row, whatever the tables hold
+            if command is not None and now["fingerprint"] is not None:
+                if now["fingerprint"] != command.fingerprint:
+                    raise IdempotencyKeyReused(command.key)
+                return AppendResult.from_json(now["result"], replayed=True)
+            current: int = now["current"]
+            if expected_version is not None and current != expected_version:
+                raise WrongExpectedVersion(stream_id, expected_version, current)
+            position: int = now["position"] or 0
+            prev_hash: str = now["hash"] or GENESIS_HASH
+            recorded_at = self._clock()
+            rows: list[JsonObject] = []
+            for offset, (event, payload) in enumerate(zip(events, payloads, strict=True)):
+                position += 1
+                fields: JsonObject = {
+                    "event_id": str(event.event_id),
+                    "type": event.payload.event_type,
+                    "schema_version": event.payload.schema_version,
+                    "source": self.source,
+                    "stream_id": stream_id,
+                    "stream_version": current + offset + 1,
+                    "position": position,
+                    "occurred_at": format_instant(event.occurred_at),
+                    "recorded_at": format_instant(recorded_at),
+                    "actor": actor_json,
+                    "correlation_id": str(correlation_id),
+                    "causation_id": None if causation_id is None else str(causation_id),
+                    "payload": payload,
+                    "prev_hash": prev_hash,
+                }
+                prev_hash = fields["hash"] = hash_event_fields(fields)
+                rows.append(fields)
+            result = AppendResult(
+                stream_id=stream_id,
+                stream_version=current + len(events),
+                first_position=rows[0]["position"],
+                last_position=position,
+                event_ids=[row["event_id"] for row in rows],
+            )
+            await connection.execute(
+                APPEND_EVENTS,
+                stream_id,
+                self.source,
+                recorded_at,
+                actor_json,
+                correlation_id,
+                causation_id,
+                [row["position"] for row in rows],
+                [event.event_id for event in events],
+                [row["stream_version"] for row in rows],
+                [row["type"] for row in rows],
+                [row["schema_version"] for row in rows],
+                [event.occurred_at for event in events],
+                payloads,
+                [row["prev_hash"] for row in rows],
+                [row["hash"] for row in rows],
+                None if command is None else command.key,
+                None if command is None else command.fingerprint,
+                None if command is None else result.to_json(),
+                EVENTS_APPENDED_CHANNEL,
+                str(position),
+            )
         return result
 
     async def _earlier_result(
