@@ -117,6 +117,21 @@ async def test_bundle_replay_equals_the_reporting_services_as_of_answers(
                 assert reports[name] == answer.json(), (name, instant)
             assert reports["tracker"], "the replay is not empty"
 
+        # The human trail of one resolution, from the stores.
+        resolution = reports["tracker"][0]
+        trail = await asyncio.to_thread(
+            ipmg, migrated, keys, "audit", "trail", resolution["resolution_id"]
+        )
+        assert trail.returncode == 0, trail.stderr
+        assert "resolution passed" in trail.stdout
+        assert "(ncsw, secretariat)" in trail.stdout
+        unknown = await asyncio.to_thread(ipmg, migrated, keys, "audit", "trail", "no-such-id")
+        assert unknown.returncode == 1
+        assert (
+            unknown.stderr.strip()
+            == "ipmg: error: no meeting or resolution no-such-id in any store"
+        )
+
 
 async def _store_heads(settings: Settings) -> dict[str, int]:
     heads: dict[str, Any] = {}

@@ -254,3 +254,22 @@ async def test_dead_letters_are_listed_and_replayed_to_their_consumer_once_fixed
     )
     assert nothing.returncode == 1
     assert nothing.stderr.strip() == "ipmg: error: no dead-lettered messages for consumer 'nobody'"
+
+
+async def test_two_relays_one_leads_and_the_topic_stays_in_order(
+    kafka: Settings, service_name: str, store: EventStore
+) -> None:
+    async with (
+        running_relay(kafka, service_name) as first,
+        running_relay(kafka, service_name) as second,
+    ):
+        await wait_until(lambda: first.is_leader or second.is_leader)
+        for i in range(40):
+            await store.append(
+                f"note-{i % 5}", None, notes(f"n{i}"), actor=SECRETARIAT, correlation_id=uuid4()
+            )
+        leader = first if first.is_leader else second
+        await wait_until(lambda: leader.published_position == 40)
+        assert not (first.is_leader and second.is_leader)
+    records = [r async for r in read_topic(kafka, kafka.topics.events(service_name))]
+    assert [Envelope.from_bytes(r.value).position for r in records] == list(range(1, 41))

@@ -190,18 +190,15 @@ def trail(
     rows = run_async(_trail(get_settings(), entity_id))
     if not rows:
         raise CliError(f"no meeting or resolution {entity_id} in any store")
-    table = Table("recorded", "position", "what", "who", "correlation", "caused by")
+    # One plain line an event: readable on a terminal, in a file, and through grep.
     for event in rows:
         actor = event["actor"]
-        table.add_row(
-            event["recorded_at"][:19],
-            f"{event['source']}:{event['position']}",
-            _summary(event),
-            f"{actor['subject']} ({actor['unit']}, {actor['role']})",
-            event["correlation_id"][:8],
-            (event["causation_id"] or "command")[:8],
+        typer.echo(
+            f"{event['recorded_at'][:19]}  {event['source']}:{event['position']}  "
+            f"{_summary(event)}  by {actor['subject']} ({actor['unit']}, {actor['role']})  "
+            f"correlation {event['correlation_id'][:8]}, "
+            f"caused by {(event['causation_id'] or 'a command')[:8]}"
         )
-    console.print(table)
 
 
 async def _trail(settings: Settings, entity_id: str) -> list[JsonObject]:
