@@ -8,12 +8,30 @@ import subprocess
 import httpx
 import pytest
 
-from ipmg_sample.history import MEETINGS
+from ipmg_sample.history import MEETINGS, SampleMeeting
 from ipmg_shared.settings import Settings
 from tests.support.processes import IPMG, ServiceProcess, service_env
 from tests.support.tokens import secretariat
 
 pytestmark = pytest.mark.infra
+
+
+def commands_of(meeting: SampleMeeting) -> int:
+    steps = [meeting.schedule, meeting.reschedule, meeting.held, meeting.minutes]
+    count = sum(step is not None for step in steps)
+    for resolution in meeting.resolutions:
+        single = [
+            resolution.passed,
+            resolution.circulate,
+            resolution.amend,
+            resolution.approve or None,
+            resolution.sign,
+            resolution.action_plan,
+            resolution.close,
+        ]
+        count += sum(step is not None for step in single)
+        count += len(resolution.feedback) + len(resolution.progress)
+    return count
 
 
 def run_seed(settings: Settings, services: dict[str, ServiceProcess]) -> str:
@@ -43,7 +61,7 @@ async def test_seed_twice_applies_once(
     first = await asyncio.to_thread(run_seed, migrated, write_services)
     second = await asyncio.to_thread(run_seed, migrated, write_services)
     commands = int(first.split()[2])
-    assert commands > 100
+    assert commands == sum(map(commands_of, MEETINGS))
     assert second == f"sample history: {commands} commands, 0 applied, {commands} already there"
     assert len(MEETINGS) >= 6
     held = [m for m in MEETINGS if m.held]
