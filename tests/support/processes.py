@@ -29,6 +29,20 @@ def free_port() -> int:
         return port
 
 
+def run_script(script: str, action: str, env: dict[str, str]) -> None:
+    """One of deploy/local's scripts, as an operator runs it; its one-line error on failure."""
+    done = subprocess.run(
+        ["bash", str(REPO / "deploy" / "local" / script), action],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise AssertionError(f"{script} {action} failed: {done.stderr.strip()}")
+
+
 @dataclass
 class PrivateKafka:
     """A single-node broker of the test's own, started by the project's script."""
@@ -50,23 +64,11 @@ class PrivateKafka:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
         }
 
-    def _script(self, action: str) -> None:
-        done = subprocess.run(
-            ["bash", str(REPO / "deploy/local/kafka.sh"), action],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"kafka.sh {action} failed: {done.stderr.strip()}")
-
     def start(self) -> None:
-        self._script("start")
+        run_script("kafka.sh", "start", self.env())
 
     def stop(self) -> None:
-        self._script("stop")
+        run_script("kafka.sh", "stop", self.env())
 
     def kill(self) -> None:
         """kill -9, as a crash would."""
@@ -107,23 +109,11 @@ class PrivatePostgres:
             "DATABASE_URL": self.url,
         }
 
-    def _script(self, action: str) -> None:
-        done = subprocess.run(
-            ["bash", str(REPO / "deploy/local/postgres.sh"), action],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise AssertionError(f"postgres.sh {action} failed: {done.stderr.strip()}")
-
     def start(self) -> None:
-        self._script("start")
+        run_script("postgres.sh", "start", self.env())
 
     def stop(self) -> None:
-        self._script("stop")
+        run_script("postgres.sh", "stop", self.env())
 
 
 @contextmanager
