@@ -17,6 +17,7 @@ from ipmg_shared.db import (
     apply_migrations,
     connect,
     create_pool,
+    drop_prefixed_databases,
     event_store_migrations,
     provision_service_database,
 )
@@ -67,23 +68,7 @@ class Workspace:
         await ensure_topics(self.settings, sources)
 
     async def drop_everything(self) -> None:
-        prefix = self.settings.database_prefix
-        admin = await connect(self.settings.admin_dsn(), self.settings)
-        try:
-            for row in await admin.fetch(
-                "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{prefix}%"
-            ):
-                await admin.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                    row["datname"],
-                )
-                await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}"')
-            for row in await admin.fetch(
-                "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", f"{prefix}%"
-            ):
-                await admin.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
-        finally:
-            await admin.close()
+        await drop_prefixed_databases(self.settings)
         kafka = admin_client(self.settings)
         await kafka.start()
         try:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from ipmg_shared.db import drop_prefixed_databases
 from ipmg_shared.settings import Settings
 
 RUN_ID = uuid.uuid4().hex[:8]
@@ -46,26 +47,7 @@ async def postgres(settings: Settings) -> AsyncIterator[Settings]:
     if problem is not None:
         pytest.fail(f"PostgreSQL does not answer at DATABASE_URL ({problem}); run `make up-infra`")
     yield settings
-    await _drop_test_databases(settings)
-
-
-async def _drop_test_databases(settings: Settings) -> None:
-    admin = await asyncpg.connect(settings.admin_dsn(), timeout=10)
-    try:
-        for row in await admin.fetch(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{settings.database_prefix}%"
-        ):
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                row["datname"],
-            )
-            await admin.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}"')
-        for row in await admin.fetch(
-            "SELECT rolname FROM pg_roles WHERE rolname LIKE $1", f"{settings.database_prefix}%"
-        ):
-            await admin.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
-    finally:
-        await admin.close()
+    await drop_prefixed_databases(settings)
 
 
 @pytest.fixture(scope="session")

@@ -136,6 +136,22 @@ async def provision_service_database(settings: Settings, service: str) -> None:
         await admin.close()
 
 
+async def drop_prefixed_databases(settings: Settings) -> None:
+    """Drop every database and role named with ``settings.database_prefix`` (a test run's or a
+    benchmark's own), ending the connections still open to them."""
+    prefix = f"{settings.database_prefix}%"
+    admin = await connect(settings.admin_dsn(), settings)
+    try:
+        databases = "SELECT datname FROM pg_database WHERE datname LIKE $1"
+        for row in await admin.fetch(databases, prefix):
+            drop = "DROP DATABASE IF EXISTS %I WITH (FORCE)"
+            await admin.execute(await _quoted(admin, drop, row["datname"]))
+        for row in await admin.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", prefix):
+            await admin.execute(await _quoted(admin, "DROP ROLE IF EXISTS %I", row["rolname"]))
+    finally:
+        await admin.close()
+
+
 async def _quoted(connection: asyncpg.Connection, template: str, *names: str) -> str:
     placeholders = ", ".join(f"${i}::text" for i in range(1, len(names) + 1))
     statement: str = await connection.fetchval(
