@@ -74,6 +74,9 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
             # retries, events) while it ran.
             assert await topic_ends(settings) == topics_before
             rebuilt = await projection_rows(settings)
+            # With room for 10 documents in memory, the others wait in the copy's table.
+            bounded = await rebuild_projection(settings, batch_size=100, documents_in_memory=10)
+            rebuilt_bounded = await projection_rows(settings)
             # Queries are served from the swapped-in copy at once.
             assert len(await reporting.get("/reports/resolutions")) == len(live["documents"]) - sum(
                 1 for row in live["documents"] if row[0] == "meeting"
@@ -86,6 +89,10 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
     assert seconds < 30
     for table, rows in live.items():
         assert rebuilt[table] == rows, table
+        assert rebuilt_bounded[table] == rows, table
+    assert bounded.documents == report.documents == len(live["documents"])
+    assert bounded.documents_in_memory_at_most < report.documents_in_memory_at_most
+    assert bounded.documents_in_memory_at_most <= 10 + 100  # the limit, and one batch's new
     assert len(live["event_log"]) == total
     assert sum(row[3] for row in live["consumer_sources"]) == total  # each applied once
 

@@ -2,13 +2,17 @@
 
 1. A fresh copy is made in schema ``rebuild``; every topic is read from offset 0 up to the end
    it has now, folded in memory by the pure projection code, and the log and timeline rows
-   are written in bulk (COPY) as it goes; then every document.
+   are written in bulk (COPY) as it goes.
 2. The swap lock is taken exclusively: live handlers take it shared, so the live consumer
    pauses (queries go on). The reader catches up to the topics' current end.
-3. In one transaction: the documents changed by the catch-up, the checkpoints and the
-   projection version are written, ``live`` becomes ``retired`` and ``rebuild`` becomes
-   ``live``. The lock is released, the live consumer resumes on the new copy (its checkpoints
-   make what the rebuild applied duplicates), and ``retired`` is dropped.
+3. In one transaction: the documents still in memory, the checkpoints and the projection
+   version are written, ``live`` becomes ``retired`` and ``rebuild`` becomes ``live``. The
+   lock is released, the live consumer resumes on the new copy (its checkpoints make what the
+   rebuild applied duplicates), and ``retired`` is dropped.
+
+Memory does not grow with the log: documents not touched for a while are moved to the copy's
+table (a ``DocumentCache`` of bounded size) and moved back when an event needs them; a
+document is always in exactly one of the two places.
 
 A rebuild only reads topics and writes its own copy: it never publishes, notifies or calls
 anything, so replaying history has no side effects.
@@ -17,6 +21,8 @@ anything, so replaying history has no side effects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,8 +39,10 @@ from ipmg_reporting.projections import (
     DocumentKey,
     MeetingDoc,
     Model,
+    ResolutionDoc,
     Skipped,
     decode,
+    document_key,
 )
 from ipmg_reporting.schema import (
     REBUILD,
@@ -48,6 +56,7 @@ from ipmg_reporting.schema import (
 )
 from ipmg_reporting.topic_reader import Record, TopicReader
 from ipmg_shared.envelope import Envelope
+from ipmg_shared.events import DomainEvent
 from ipmg_shared.logging import get_logger
 from ipmg_shared.settings import Settings
 
@@ -79,6 +88,7 @@ class RebuildReport:
     documents: int = 0
     seconds: float = 0.0
     paused_seconds: float = 0.0
+    documents_in_memory_at_most: int = 0
     version: int = PROJECTION_VERSION
 
     @property
@@ -92,6 +102,7 @@ async def rebuild_projection(
     service: str = SERVICE,
     progress: RebuildProgress | None = None,
     batch_size: int = 2000,
+    documents_in_memory: int = 20_000,
 ) -> RebuildReport:
     """Build a fresh copy from offset 0 of every source topic, then swap it in atomically."""
     started = time.monotonic()
@@ -110,13 +121,19 @@ async def rebuild_projection(
         await create_copy(connection, REBUILD)
         writer = CopyWriter(connection)
         model = Model(keep_timeline=False)
-        topic_sources = {settings.topics.events(source): source for source in SOURCES}
-        async with TopicReader(settings, list(topic_sources)) as reader:
+        fold = Fold(
+            model,
+            writer,
+            DocumentCache(model, writer, documents_in_memory),
+            {settings.topics.events(source): source for source in SOURCES},
+            report,
+            progress,
+        )
+        async with TopicReader(settings, list(fold.topic_sources)) as reader:
             ends = await reader.end_offsets()
             if progress is not None:
                 progress.phase("rebuilding", reader.remaining(ends))
-            await _fold(reader, ends, model, writer, topic_sources, report, progress, batch_size)
-            await writer.insert_documents(_all_documents(model))
+            await fold.read(reader, ends, batch_size)
             log.info("rebuild_folded", events=report.events_read, skipped=dict(model.skipped))
 
             await connection.execute("SELECT pg_advisory_lock($1)", SWAP_LOCK_KEY)
@@ -124,16 +141,15 @@ async def rebuild_projection(
             try:
                 # The live consumer waits for this phase: bounded, whatever Kafka does.
                 async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
-                    await _catch_up_and_swap(
-                        reader, model, writer, topic_sources, report, progress, batch_size
-                    )
+                    await _catch_up_and_swap(reader, fold, batch_size)
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", SWAP_LOCK_KEY)
                 report.paused_seconds = time.monotonic() - paused
         await connection.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
         report.events_applied = model.events_applied
         report.skipped = dict(model.skipped)
-        report.documents = len(model.meetings) + len(model.resolutions)
+        report.documents = fold.documents.count
+        report.documents_in_memory_at_most = fold.documents.peak
     finally:
         await connection.close()  # also releases the rebuild lock
     report.seconds = time.monotonic() - started
@@ -149,61 +165,153 @@ async def rebuild_projection(
     return report
 
 
-async def _catch_up_and_swap(
-    reader: TopicReader,
-    model: Model,
-    writer: CopyWriter,
-    topic_sources: dict[str, str],
-    report: RebuildReport,
-    progress: RebuildProgress | None,
-    batch_size: int,
-) -> None:
+async def _catch_up_and_swap(reader: TopicReader, fold: Fold, batch_size: int) -> None:
     """Read to the topics' ends of this moment, then swap the copies in one transaction."""
     ends = await reader.end_offsets()
-    if progress is not None:
-        progress.phase("catching up", reader.remaining(ends))
-    before = report.events_read
-    changed = await _fold(reader, ends, model, writer, topic_sources, report, progress, batch_size)
-    report.caught_up = report.events_read - before
+    if fold.progress is not None:
+        fold.progress.phase("catching up", reader.remaining(ends))
+    before = fold.report.events_read
+    await fold.read(reader, ends, batch_size)
+    fold.report.caught_up = fold.report.events_read - before
+    writer = fold.writer
     async with writer.connection.transaction():
-        await writer.replace_documents(changed, model)
-        await writer.insert_checkpoints(model)
+        await fold.documents.store_all()
+        await writer.insert_checkpoints(fold.model)
         await writer.connection.execute(
             f"INSERT INTO {REBUILD}.projection_version (version) VALUES ($1)", PROJECTION_VERSION
         )
         await swap_in_rebuilt_copy(writer.connection)
 
 
-async def _fold(
-    reader: TopicReader,
-    ends: dict[TopicPartition, int],
-    model: Model,
-    writer: CopyWriter,
-    topic_sources: dict[str, str],
-    report: RebuildReport,
-    progress: RebuildProgress | None,
-    batch_size: int,
-) -> set[DocumentKey]:
-    """Apply every record up to ``ends``; the log and timeline rows are written per batch."""
-    changed: set[DocumentKey] = set()
-    async for batch in reader.batches(ends, batch_size):
-        applied: list[tuple[Envelope, Change]] = []
-        for record in batch:
-            outcome = _apply_record(model, record, topic_sources)
-            if isinstance(outcome, tuple):
-                applied.append(outcome)
-                if outcome[1].key is not None:
-                    changed.add(outcome[1].key)
-        await writer.insert_log_and_timeline(applied)
-        report.events_read += len(batch)
-        if progress is not None:
-            progress.advance(len(batch), reader.remaining(ends))
-    return changed
+@dataclass
+class Fold:
+    """Records folded into the model; their log and timeline rows written as it goes."""
+
+    model: Model
+    writer: CopyWriter
+    documents: DocumentCache
+    topic_sources: dict[str, str]
+    report: RebuildReport
+    progress: RebuildProgress | None
+
+    async def read(
+        self, reader: TopicReader, ends: dict[TopicPartition, int], batch_size: int
+    ) -> None:
+        """Apply every record up to ``ends``.
+
+        A batch's rows are written while the next batch is read and folded: PostgreSQL stores
+        one while this process works on the other (one write in flight, so memory stays
+        bounded).
+        """
+        writing: asyncio.Task[None] | None = None  # one statement at a time on the connection
+        try:
+            async for batch in reader.batches(ends, batch_size):
+                decoded = [_decode_record(self.model, r, self.topic_sources) for r in batch]
+                events = [outcome for outcome in decoded if not isinstance(outcome, Skipped)]
+                keys = [key for _, event in events if (key := document_key(event)) is not None]
+                if self.documents.must_load(keys) and writing is not None:
+                    await writing
+                await self.documents.load(keys)
+                applied: list[tuple[Envelope, Change]] = []
+                for envelope, event in events:
+                    change = self.model.apply(envelope, event)
+                    if not isinstance(change, Skipped):
+                        applied.append((envelope, change))
+                if writing is not None:
+                    await writing
+                self.documents.touched(keys)
+                await self.documents.keep_bounded()
+                writing = asyncio.create_task(self.writer.insert_log_and_timeline(applied))
+                self.report.events_read += len(batch)
+                if self.progress is not None:
+                    self.progress.advance(len(batch), reader.remaining(ends))
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writing
 
 
-def _apply_record(
+class DocumentCache:
+    """The model's documents, at most ``limit`` in memory; the others in the copy's table.
+
+    The least recently touched are moved out when there are too many, and moved back (read
+    and deleted in one statement) before an event of theirs is applied.
+    """
+
+    def __init__(self, model: Model, writer: CopyWriter, limit: int) -> None:
+        self.model = model
+        self.writer = writer
+        self.limit = limit
+        self.peak = 0
+        self._recent: dict[DocumentKey, None] = {}  # in memory, least recently touched first
+        self._stored: set[DocumentKey] = set()
+
+    @property
+    def count(self) -> int:
+        return len(self._recent) + len(self._stored)
+
+    def must_load(self, keys: Iterable[DocumentKey]) -> bool:
+        return any(key in self._stored for key in keys)
+
+    async def load(self, keys: Iterable[DocumentKey]) -> None:
+        """Bring these documents into memory, where they are not already."""
+        wanted = sorted({key for key in keys if key in self._stored}, key=_sort_key)
+        if not wanted:
+            return
+        rows = await self.writer.take_documents(wanted)
+        for row in rows:
+            document = _read_document(row["kind"], row["doc"])
+            if isinstance(document, MeetingDoc):
+                self.model.meetings[document.meeting_id] = document
+            else:
+                self.model.resolutions[document.resolution_id] = document
+        self._stored.difference_update(wanted)
+
+    def touched(self, keys: Iterable[DocumentKey]) -> None:
+        for key in keys:
+            if self.model.document(key) is not None:
+                self._recent.pop(key, None)
+                self._recent[key] = None
+        self.peak = max(self.peak, len(self._recent))
+
+    async def keep_bounded(self) -> None:
+        # Moved out in bulk, down to nine tenths of the limit, not one by one every batch.
+        if len(self._recent) <= self.limit:
+            return
+        leaving = list(itertools.islice(self._recent, len(self._recent) - self.limit * 9 // 10))
+        await self._store(leaving)
+
+    async def store_all(self) -> None:
+        await self._store(list(self._recent))
+
+    async def _store(self, keys: list[DocumentKey]) -> None:
+        documents: list[Document] = []
+        for key in keys:
+            del self._recent[key]
+            if key.kind == "meeting":
+                documents.append(self.model.meetings.pop(key.entity_id))
+            else:
+                documents.append(self.model.resolutions.pop(key.entity_id))
+        await self.writer.insert_documents(documents)
+        self._stored.update(keys)
+
+
+def _sort_key(key: DocumentKey) -> tuple[str, str]:
+    return (key.kind, key.entity_id)
+
+
+def _read_document(kind: str, text: str) -> Document:
+    if kind == "meeting":
+        return MeetingDoc.model_validate_json(text)
+    return ResolutionDoc.model_validate_json(text)
+
+
+def _decode_record(
     model: Model, record: Record, topic_sources: dict[str, str]
-) -> tuple[Envelope, Change] | Skipped:
+) -> tuple[Envelope, DomainEvent] | Skipped:
     """As the live runner would: the same decoding, source check and stream-order rules."""
     decoded = decode(record.value or b"")
     if isinstance(decoded, Skipped):
@@ -216,13 +324,7 @@ def _apply_record(
     ):
         model.skipped["forged_source"] += 1
         return Skipped("forged_source", f"{envelope.source} does not publish on {record.topic}")
-    outcome = model.apply(envelope, event)
-    return outcome if isinstance(outcome, Skipped) else (envelope, outcome)
-
-
-def _all_documents(model: Model) -> Iterable[Document]:
-    yield from model.meetings.values()
-    yield from model.resolutions.values()
+    return envelope, event
 
 
 def _document_key(document: Document) -> DocumentKey:
@@ -280,18 +382,15 @@ class CopyWriter:
                 records=records,
             )
 
-    async def replace_documents(self, keys: set[DocumentKey], model: Model) -> None:
-        if not keys:
-            return
-        ordered = sorted(keys, key=lambda key: (key.kind, key.entity_id))
-        await self.connection.execute(
+    async def take_documents(self, keys: list[DocumentKey]) -> list[asyncpg.Record]:
+        """These documents' rows, deleted from the copy as they are read."""
+        rows: list[asyncpg.Record] = await self.connection.fetch(
             f"DELETE FROM {REBUILD}.documents WHERE (kind, entity_id) IN "
-            "(SELECT * FROM unnest($1::text[], $2::text[]))",
-            [key.kind for key in ordered],
-            [key.entity_id for key in ordered],
+            "(SELECT * FROM unnest($1::text[], $2::text[])) RETURNING kind, doc::text AS doc",
+            [key.kind for key in keys],
+            [key.entity_id for key in keys],
         )
-        documents = [model.document(key) for key in ordered]
-        await self.insert_documents(document for document in documents if document is not None)
+        return rows
 
     async def insert_checkpoints(self, model: Model) -> None:
         await self.connection.copy_records_to_table(
