@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import append, growth, relay
+from bench import append, growth, rebuild, relay
 from bench.machine import describe
 from bench.measure import Case
 from bench.progress import say
@@ -22,7 +22,7 @@ from bench.report import markdown, write_json, write_readme
 from bench.workspace import workspace
 from ipmg_shared.logging import configure_logging
 
-BENCHMARKS = ("append", "relay", "growth")
+BENCHMARKS = ("append", "relay", "growth", "rebuild")
 
 
 def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
@@ -33,6 +33,7 @@ def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
             "growth": growth.GrowthSizes(
                 history=(10_000, 100_000), commands=100, rounds=rounds or 2
             ),
+            "rebuild": rebuild.RebuildSizes(events=(10_000, 100_000), rounds=rounds or 2),
         }
     return {
         "append": append.AppendSizes(commands={1: 400, 10: 200}, rounds=rounds or 3),
@@ -42,6 +43,8 @@ def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
         "growth": growth.GrowthSizes(
             history=(10_000, 100_000, 1_000_000), commands=70, rounds=rounds or 7
         ),
+        # The largest size runs once: its rebuild alone takes minutes.
+        "rebuild": rebuild.RebuildSizes(events=(10_000, 100_000, 1_000_000), rounds=rounds or 3),
     }
 
 
@@ -74,6 +77,8 @@ async def main(argv: Sequence[str]) -> int:
             cases += await relay.run(space, plan["relay"])
         if "growth" in chosen:
             cases += await growth.run(space, plan["growth"])
+        if "rebuild" in chosen:
+            cases += await rebuild.run(space, plan["rebuild"])
     run = {
         "command": " ".join(["python -m bench", *argv]),
         "minutes": round((time.monotonic() - started) / 60, 1),

@@ -47,15 +47,27 @@ class Case:
     ours_count: int = 1  # how many of the contenders are ours
     rates: dict[str, list[float]] = field(init=False)
     cpu: dict[str, list[float]] = field(init=False)  # CPU seconds of this process per unit
+    seconds: dict[str, list[float]] = field(init=False)  # wall clock of each round
+    peak_rss_mib: dict[str, list[float]] = field(init=False)  # when run in a child process
 
     def __post_init__(self) -> None:
         self.rates = {contender: [] for contender in self.contenders}
         self.cpu = {contender: [] for contender in self.contenders}
+        self.seconds = {contender: [] for contender in self.contenders}
+        self.peak_rss_mib = {contender: [] for contender in self.contenders}
 
     def record(self, contender: str, count: int, timing: Timing) -> float:
         self.rates[contender].append(count / timing.seconds)
         self.cpu[contender].append(timing.cpu_seconds / count)
+        self.seconds[contender].append(timing.seconds)
         return self.rates[contender][-1]
+
+    def note_peak_rss(self, contender: str, mib: float) -> None:
+        self.peak_rss_mib[contender].append(mib)
+
+    @property
+    def has_memory(self) -> bool:
+        return any(self.peak_rss_mib.values())
 
     @property
     def ours(self) -> Sequence[str]:
@@ -94,4 +106,18 @@ class Case:
             "cpu_microseconds_per_unit": {
                 name: round(self.cpu_per_unit(name) * 1e6, 1) for name in self.contenders
             },
+            "wall_seconds": {
+                name: [round(seconds, 2) for seconds in rounds]
+                for name, rounds in self.seconds.items()
+            },
+            **(
+                {
+                    "peak_rss_mib": {
+                        name: [round(mib, 1) for mib in values]
+                        for name, values in self.peak_rss_mib.items()
+                    }
+                }
+                if self.has_memory
+                else {}
+            ),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ TITLES = {
     "append": "Append: commands/s (events/s)",
     "relay": "Relay: events/s from the first send until the last event is acknowledged",
     "growth": "Growth: commands/s with this many events stored (1 event/command, 1 writer)",
+    "rebuild": "Rebuild: events/s replaying the topics from offset 0 (each in a process of its "
+    "own)",
 }
 
 # Short names for the ratio and CPU columns; the rate columns carry the full ones.
@@ -29,6 +32,8 @@ SHORT = {
     "ipmg Relay": "relay",
     "aiokafka, one wait": "aiokafka",
     "aiokafka, wait per batch": "aiokafka per batch",
+    "ipmg rebuild": "rebuild",
+    "aiokafka consumer": "consumer",
 }
 
 
@@ -67,6 +72,10 @@ def table(cases: Sequence[Case]) -> list[str]:
     if growth:  # each ratio against itself at the smallest size: 1.00 means nothing grew
         header += [f"{ratio} vs {first.name}" for ratio in ratios]
     header += [f"CPU/{first.unit.rstrip('s')} {_short(name)}" for name in first.contenders]
+    memory = first.has_memory
+    if memory:  # the wall time of ours, and each contender's peak memory
+        header += [f"wall time {_short(name)}" for name in first.ours]
+        header += [f"peak RSS {_short(name)}" for name in first.contenders]
     lines = [_row(header), "|---" + "|---:" * (len(header) - 1) + "|"]
     for case in cases:
         cells = [case.name, *[_rate(case, name) for name in case.contenders]]
@@ -74,6 +83,9 @@ def table(cases: Sequence[Case]) -> list[str]:
         if growth:
             cells += [f"{case.ratio(*pair) / first.ratio(*pair):.2f}" for pair in case.pairs]
         cells += [_cpu(case, name) for name in case.contenders]
+        if memory:
+            cells += [f"{statistics.median(case.seconds[name]):.1f} s" for name in case.ours]
+            cells += [f"{max(case.peak_rss_mib[name]):,.0f} MiB" for name in case.contenders]
         lines.append(_row(cells))
     return lines
 

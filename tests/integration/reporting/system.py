@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 
 from ipmg_contracts import meetings as meeting_events
+from ipmg_contracts import notifications as notification_events
 from ipmg_contracts import resolutions as resolution_events
 from ipmg_reporting.main import service as reporting_service
 from ipmg_shared.actors import Role, Unit
@@ -39,7 +40,11 @@ from ipmg_shared.topics import ensure_topics
 from tests.support.waiting import wait_until
 from tests.unit.reporting.history import Commit
 
-REGISTRIES = {"meetings": meeting_events.REGISTRY, "resolutions": resolution_events.REGISTRY}
+REGISTRIES = {
+    "meetings": meeting_events.REGISTRY,
+    "resolutions": resolution_events.REGISTRY,
+    "notifications": notification_events.REGISTRY,
+}
 
 # Every table of a projection copy, read in a fixed order; what differs by construction
 # (when a row was written) is left out.

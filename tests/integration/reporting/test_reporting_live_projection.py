@@ -26,7 +26,7 @@ from tests.integration.reporting.system import (
     wait_applied,
     write_side,
 )
-from tests.unit.reporting.history import HistoryWriter
+from tests.unit.reporting.history import HistoryWriter, with_notifications
 
 pytestmark = pytest.mark.infra
 
@@ -40,7 +40,13 @@ async def topic_ends(settings: Settings) -> dict[str, int]:
     return {f"{tp.topic}/{tp.partition}": end for tp, end in ends.items()}
 
 
-REPORTS = ["/reports/resolutions", "/reports/scorecards", "/reports/meetings", "/reports/overdue"]
+REPORTS = [
+    "/reports/resolutions",
+    "/reports/scorecards",
+    "/reports/meetings",
+    "/reports/overdue",
+    "/reports/notifications",
+]
 
 
 async def test_live_projection_equals_a_full_rebuild_row_for_row(
@@ -50,7 +56,9 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
     writer = HistoryWriter(seed=11)
     async with write_side(settings) as writes:
         await migrate_reporting(settings)
-        total = await writes.append([*writer.story(), *writer.random_commits(230)])
+        commits = with_notifications([*writer.story(), *writer.random_commits(230)])
+        deliveries = {c.stream_id for c in commits if c.stream_id.startswith("notification-")}
+        total = await writes.append(commits)
         writes.start_relays()
         await writes.published()
         async with running_reporting(settings) as reporting:
@@ -61,6 +69,10 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
             now = datetime.now(UTC).isoformat()
             for path in REPORTS:
                 assert await reporting.get(path, as_of=now) == await reporting.get(path), path
+            log = await reporting.get("/reports/notifications")
+            assert {f"notification-{row['delivery_id']}" for row in log} == deliveries
+            assert {row["status"] for row in log} == {"sent"}
+            assert any(row["rounds"] == 2 for row in log)  # failed first, then sent
             resolution = (await reporting.get("/reports/resolutions"))[0]["resolution_id"]
             assert await reporting.get(f"/reports/timeline/{resolution}") == await reporting.get(
                 f"/reports/timeline/{resolution}", as_of=now
@@ -78,8 +90,8 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
             bounded = await rebuild_projection(settings, batch_size=100, documents_in_memory=10)
             rebuilt_bounded = await projection_rows(settings)
             # Queries are served from the swapped-in copy at once.
-            assert len(await reporting.get("/reports/resolutions")) == len(live["documents"]) - sum(
-                1 for row in live["documents"] if row[0] == "meeting"
+            assert len(await reporting.get("/reports/resolutions")) == sum(
+                1 for row in live["documents"] if row[0] == "resolution"
             )
 
     assert report.events_read == total

@@ -16,6 +16,7 @@ from functools import partial
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from ipmg_contracts import meetings as m
+from ipmg_contracts import notifications as notify
 from ipmg_contracts import resolutions as r
 from ipmg_meetings import domain as meetings
 from ipmg_resolutions import domain as resolutions
@@ -397,6 +398,98 @@ class HistoryWriter:
         )
 
 
+NOTIFIER = Actor.service("notifications")
+
+
+def with_notifications(commits: list[Commit], seed: int = 3) -> list[Commit]:
+    """The commits with what the notifications service would record after some of them: an
+    invitation to the host for each meeting scheduled, a feedback request to each unit a
+    resolution is circulated to (a third fail first and are sent in a second round), and a
+    reminder to the first of them."""
+    rng = random.Random(seed)
+    merged: list[Commit] = []
+    for commit in commits:
+        merged.append(commit)
+        for event in commit.events:
+            for outcome, later in _notifications_of(event, commit, rng):
+                merged.append(
+                    Commit(
+                        "notifications",
+                        _notification_stream(outcome),
+                        (outcome,),
+                        NOTIFIER,
+                        commit.at + later,
+                        uuid5(NAMESPACE_URL, f"ipmg:notify/{len(merged)}"),
+                    )
+                )
+    return merged
+
+
+def _notification_stream(event: DomainEvent) -> str:
+    if isinstance(event, notify.ReminderIssued):
+        kind, unit = event.reminder_kind.value, event.unit.value
+        return f"reminder-{kind}-{event.entity}-{unit}-{event.due_on}"
+    return f"notification-{getattr(event, 'delivery_id')}"  # noqa: B009
+
+
+def _notifications_of(
+    event: DomainEvent, commit: Commit, rng: random.Random
+) -> Iterator[tuple[DomainEvent, timedelta]]:
+    cause = {
+        "cause_event_id": uuid5(NAMESPACE_URL, f"ipmg:{commit.stream_id}/{event.event_type}"),
+        "cause_type": event.event_type,
+        "cause_source": commit.source,
+        "channel": notify.Channel.EMAIL,
+        "attempts": 1,
+    }
+    if isinstance(event, m.MeetingScheduled):
+        unit = event.host_unit
+        yield (
+            notify.NotificationSent(
+                delivery_id=uuid5(NAMESPACE_URL, f"ipmg:invite/{event.meeting_id}"),
+                kind=notify.NotificationKind.INVITATION,
+                unit=unit,
+                person=f"Focal person {unit.value}",
+                address=f"focal@{unit.value}.gov.pk",
+                subject=f"IPMG meeting on {event.scheduled_for} at {event.venue}",
+                **cause,
+            ),
+            timedelta(minutes=1),
+        )
+    elif isinstance(event, r.ResolutionCirculated):
+        for index, unit in enumerate(event.participants):
+            delivery = uuid5(
+                NAMESPACE_URL, f"ipmg:request/{event.resolution_id}/{unit}/{rng.random()}"
+            )
+            details = {
+                "delivery_id": delivery,
+                "kind": notify.NotificationKind.FEEDBACK_REQUEST,
+                "unit": unit,
+                "person": None,
+                "address": f"https://{unit.value}.gov.pk/ipmg",
+                "subject": "A resolution awaits your feedback",
+                **cause,
+                "channel": notify.Channel.WEBHOOK,
+            }
+            if rng.random() < 0.33:
+                failed = notify.NotificationFailed(**{**details, "attempts": 3}, error="timed out")
+                yield failed, timedelta(minutes=2)
+            yield notify.NotificationSent(**details), timedelta(minutes=30)
+            if index == 0:
+                yield (
+                    notify.ReminderIssued(
+                        reminder_kind=notify.ReminderKind.FEEDBACK_DUE,
+                        entity=str(event.resolution_id),
+                        unit=unit,
+                        due_on=event.feedback_due,
+                        resolution_id=event.resolution_id,
+                        action_id=None,
+                        quarter=None,
+                    ),
+                    timedelta(days=5),
+                )
+
+
 def sample_history(seed: int = 7, random_commits: int = 60) -> list[Commit]:
     writer = HistoryWriter(seed=seed)
     return [*writer.story(), *writer.random_commits(random_commits)]
@@ -458,9 +551,14 @@ class LogBuilder:
         self.commits: list[Commit] = []
 
     def add(self, event: DomainEvent, at: datetime, actor: Actor = SECRETARIAT) -> LogBuilder:
-        entity = getattr(event, "resolution_id", None) or getattr(event, "meeting_id")  # noqa: B009
-        source = "resolutions" if hasattr(event, "resolution_id") else "meetings"
-        stream = f"{source[:-1]}-{entity}"
+        if isinstance(event, (notify.NotificationSent, notify.NotificationFailed)):
+            source, stream = "notifications", f"notification-{event.delivery_id}"
+        elif isinstance(event, notify.ReminderIssued):
+            source, stream = "notifications", _notification_stream(event)
+        else:
+            entity = getattr(event, "resolution_id", None) or getattr(event, "meeting_id")  # noqa: B009
+            source = "resolutions" if hasattr(event, "resolution_id") else "meetings"
+            stream = f"{source[:-1]}-{entity}"
         correlation = uuid5(NAMESPACE_URL, f"ipmg:commit/{len(self.commits)}")
         self.commits.append(Commit(source, stream, (event,), actor, at, correlation))
         return self

@@ -5,32 +5,41 @@ from __future__ import annotations
 import json
 import random
 from datetime import date
+from uuid import UUID
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ipmg_contracts import notifications as notify
 from ipmg_reporting.live import read_document
 from ipmg_reporting.projections import (
+    DOCUMENT_MODELS,
     Document,
     DocumentKey,
     MeetingDoc,
     Model,
+    NotificationDoc,
     ResolutionDoc,
     Skipped,
     decode,
     document_key,
+    key_of,
     model_from_envelopes,
     project,
 )
+from ipmg_reporting.reports import notification_log
+from ipmg_shared.actors import Unit
 from ipmg_shared.envelope import Envelope
 from tests.unit.reporting.history import (
     MEETING,
     RESOLUTION,
     HistoryWriter,
+    at,
     envelopes_of,
     interleavings,
     lifecycle,
     sample_history,
+    with_notifications,
 )
 
 
@@ -111,7 +120,7 @@ def test_duplicates_and_gaps_are_skipped_and_never_move_a_stream_on() -> None:
 def test_what_cannot_be_projected_is_counted_never_raised() -> None:
     good = lifecycle().envelopes()[0].to_json()
     unknown_type = {**good, "type": "MeetingMoved"}
-    unknown_source = {**good, "source": "notifications"}
+    unknown_source = {**good, "source": "payments"}
     # A stream whose first event is not the one that creates the document: a broken stream.
     orphan = {
         **lifecycle().envelopes()[3].to_json(),
@@ -132,12 +141,17 @@ def test_what_cannot_be_projected_is_counted_never_raised() -> None:
 
 
 def test_documents_survive_their_json_round_trip_unchanged() -> None:
-    model = model_from_envelopes(e.to_json() for e in envelopes_of(sample_history(seed=3)))
-    documents: list[Document] = [*model.meetings.values(), *model.resolutions.values()]
+    commits = with_notifications(sample_history(seed=3))
+    model = model_from_envelopes(e.to_json() for e in envelopes_of(commits))
+    documents: list[Document] = [
+        *model.meetings.values(),
+        *model.resolutions.values(),
+        *model.notifications.values(),
+    ]
+    assert {key_of(document).kind for document in documents} == set(DOCUMENT_MODELS)
     for document in documents:
-        kind = "meeting" if isinstance(document, MeetingDoc) else "resolution"
         stored = json.loads(document.model_dump_json())
-        assert read_document(kind, stored) == document
+        assert read_document(key_of(document).kind, stored) == document
 
 
 def fold_like_the_live_projection(envelopes: list[Envelope]) -> Model:
@@ -153,23 +167,19 @@ def fold_like_the_live_projection(envelopes: list[Envelope]) -> Model:
             continue  # the runner's checkpoint says: already applied
         streams[envelope.stream_id] = envelope.stream_version
         key = document_key(event)
-        assert key is not None
-        before = saved.get(key)
+        before = None if key is None else saved.get(key)
         change = project(
-            None if before is None else read_document(key.kind, json.loads(before)),
+            None if key is None or before is None else read_document(key.kind, json.loads(before)),
             envelope,
             event,
         )
-        assert change.document is not None
-        saved[key] = change.document.model_dump_json()
+        if key is not None:
+            assert change.document is not None
+            saved[key] = change.document.model_dump_json()
         for entry in change.timeline:
             model.timeline.setdefault(entry.entity_id, []).append(entry)
     for key, text in saved.items():
-        document = read_document(key.kind, json.loads(text))
-        if isinstance(document, MeetingDoc):
-            model.meetings[document.meeting_id] = document
-        elif isinstance(document, ResolutionDoc):
-            model.resolutions[document.resolution_id] = document
+        model.put(read_document(key.kind, json.loads(text)))
     return model
 
 
@@ -183,6 +193,10 @@ def handed_over(model: Model) -> Model:
         resolutions={
             k: ResolutionDoc.model_validate_json(d.model_dump_json())
             for k, d in model.resolutions.items()
+        },
+        notifications={
+            k: NotificationDoc.model_validate_json(d.model_dump_json())
+            for k, d in model.notifications.items()
         },
         streams=dict(model.streams),
     )
@@ -198,7 +212,8 @@ def test_any_interleaving_of_sources_and_any_split_give_the_same_projection(
     history_seed: int, order_seed: int, split: float
 ) -> None:
     writer = HistoryWriter(seed=history_seed)
-    envelopes = envelopes_of([*writer.story(), *writer.random_commits(40)])
+    commits = with_notifications([*writer.story(), *writer.random_commits(40)], history_seed)
+    envelopes = envelopes_of(commits)
     straight = model_from_envelopes(e.to_json() for e in envelopes)
 
     shuffled = list(interleavings(envelopes, random.Random(order_seed)))
@@ -229,3 +244,60 @@ def test_project_is_pure_and_keyed_by_the_entity_not_the_stream() -> None:
     assert first.key == DocumentKey("resolution", str(RESOLUTION))
     assert isinstance(first.document, ResolutionDoc)
     assert first.document.meeting_id == str(MEETING)
+
+
+def test_deliveries_fold_into_the_notifications_log_and_onto_timelines() -> None:
+    delivery = UUID("00000000-0000-4000-8000-0000000000d1")
+    cause = {
+        "delivery_id": delivery,
+        "cause_event_id": UUID("00000000-0000-4000-8000-0000000000c1"),
+        "cause_type": "ResolutionCirculated",
+        "cause_source": "resolutions",
+        "kind": notify.NotificationKind.FEEDBACK_REQUEST,
+        "channel": notify.Channel.EMAIL,
+        "unit": Unit.PUNJAB,
+        "person": "Secretary WDD Punjab",
+        "address": "wdd@punjab.gov.pk",
+        "subject": "Resolution 1 awaits your feedback",
+    }
+    log = lifecycle()
+    log.add(notify.NotificationFailed(**cause, attempts=3, error="connection refused"), at(1))
+    log.add(notify.NotificationSent(**cause, attempts=1), at(2))
+    log.add(notify.NotificationSent(**cause, attempts=1), at(3))  # already sent: a broken stream
+    log.add(
+        notify.ReminderIssued(
+            reminder_kind=notify.ReminderKind.FEEDBACK_DUE,
+            entity=str(RESOLUTION),
+            unit=Unit.SINDH,
+            due_on=date(2015, 12, 20),
+            resolution_id=RESOLUTION,
+            action_id=None,
+            quarter=None,
+        ),
+        at(18),
+    )
+    model = model_from_envelopes(e.to_json() for e in log.envelopes())
+
+    assert model.skipped == {"unprojectable": 1}
+    sent = model.notifications[str(delivery)]
+    assert (sent.status, sent.rounds, sent.attempts, sent.error) == ("sent", 2, 4, None)
+    assert (sent.first_at, sent.sent_at) == (
+        "2015-12-01T10:00:00.000000Z",
+        "2015-12-02T10:00:00.000000Z",
+    )
+    assert [row.delivery_id for row in notification_log(model.documents, unit="punjab")] == [
+        str(delivery)
+    ]
+    assert notification_log(model.documents, status="failed") == []
+    assert notification_log(model.documents, kind="invitation") == []
+    punjab = [entry.summary for entry in model.timeline_of("punjab")]
+    assert punjab[:2] == [
+        "Feedback request to Secretary WDD Punjab (Punjab) by email failed after 3 attempts: "
+        "connection refused",
+        "Feedback request emailed to Secretary WDD Punjab (Punjab): "
+        "Resolution 1 awaits your feedback",
+    ]
+    (reminder,) = [e for e in model.timeline_of(str(RESOLUTION)) if e.type == "ReminderIssued"]
+    assert reminder.summary == "Feedback due reminder for Sindh (feedback), due 2015-12-20"
+    assert (reminder.primary, reminder.source) == (False, "notifications")
+    assert reminder.model_copy(update={"entity_id": "sindh"}) in model.timeline_of("sindh")

@@ -9,12 +9,14 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict
 
+from ipmg_contracts.notifications import NotificationKind
 from ipmg_contracts.resolutions import PriorityArea, ResolutionStatus
 from ipmg_reporting.auth import BrowserActor
 from ipmg_reporting.live import DocumentsUnreadable, ProjectionReader, Snapshot
@@ -22,11 +24,13 @@ from ipmg_reporting.pages import render_quarterly
 from ipmg_reporting.projections import TimelineEntry
 from ipmg_reporting.reports import (
     MeetingRow,
+    NotificationRow,
     OverdueAction,
     QuarterlyReport,
     TrackerRow,
     UnitScorecard,
     meeting_history,
+    notification_log,
     overdue_actions,
     quarter_csv_rows,
     quarterly_report,
@@ -147,6 +151,31 @@ async def overdue(
     snap = await read_snapshot(reader, as_of)
     return overdue_actions(
         snap.documents, reference_day(snap.instant), unit=None if unit is None else unit.value
+    )
+
+
+class DeliveryStatus(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+
+
+@router.get("/notifications", response_model=list[NotificationRow])
+async def notifications(
+    actor: CurrentActor,
+    reader: Reader,
+    as_of: AsOf,
+    unit: Unit | None = None,
+    kind: NotificationKind | None = None,
+    status: DeliveryStatus | None = None,
+) -> list[NotificationRow]:
+    """The notifications log: each delivery (one message, one recipient, one channel), what
+    called for it, its attempts and outcome; the latest first."""
+    snap = await read_snapshot(reader, as_of)
+    return notification_log(
+        snap.documents,
+        unit=None if unit is None else unit.value,
+        kind=None if kind is None else kind.value,
+        status=None if status is None else status.value,
     )
 
 

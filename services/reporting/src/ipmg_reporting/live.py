@@ -17,13 +17,12 @@ from pydantic import ValidationError
 
 from ipmg_reporting.projections import (
     CONSUMER,
+    DOCUMENT_MODELS,
     PROJECTION_VERSION,
     Document,
     DocumentKind,
     Documents,
-    MeetingDoc,
     Model,
-    ResolutionDoc,
     TimelineEntry,
     document_key,
     project,
@@ -118,10 +117,8 @@ async def apply_to_live(connection: DbConnection, envelope: Envelope, event: Dom
 
 def read_document(kind: DocumentKind | str, data: Any) -> Document:
     try:
-        if kind == "meeting":
-            return MeetingDoc.model_validate(data)
-        return ResolutionDoc.model_validate(data)
-    except ValidationError as error:
+        return DOCUMENT_MODELS[kind].model_validate(data)
+    except (KeyError, ValidationError) as error:
         raise DocumentsUnreadable(f"a stored {kind} document does not match this code") from error
 
 
@@ -150,15 +147,10 @@ class ProjectionReader:
             return Snapshot(model.documents, as_of, model)
         async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
             rows = await connection.fetch("SELECT kind, doc FROM documents")
-        meetings: dict[str, MeetingDoc] = {}
-        resolutions: dict[str, ResolutionDoc] = {}
+        model = Model()
         for row in rows:
-            document = read_document(row["kind"], row["doc"])
-            if isinstance(document, MeetingDoc):
-                meetings[document.meeting_id] = document
-            else:
-                resolutions[document.resolution_id] = document
-        return Snapshot(Documents(meetings, resolutions), datetime.now(UTC))
+            model.put(read_document(row["kind"], row["doc"]))
+        return Snapshot(model.documents, datetime.now(UTC))
 
     async def model_as_of(self, as_of: datetime) -> Model:
         """The same projection code over reporting's log, up to events recorded at ``as_of``."""

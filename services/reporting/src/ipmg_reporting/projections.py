@@ -19,11 +19,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ipmg_contracts import meetings as meeting_events
+from ipmg_contracts import notifications as notification_events
 from ipmg_contracts import resolutions as resolution_events
 from ipmg_shared.canonical import format_instant
 from ipmg_shared.envelope import Envelope
@@ -31,15 +32,16 @@ from ipmg_shared.events import DomainEvent, EventDecodingError, EventRegistry, J
 
 # Bump whenever documents, timeline entries or projection.sql change: a service that finds
 # another version in its live copy rebuilds beside it and swaps (see rebuild.py).
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2  # 2: the notifications log
 CONSUMER = "reporting"
 
-# Every source reporting reads, and the events it understands from each. A new source (e.g.
-# notifications) needs only its registry here: its events are then logged and put on the
-# timeline; giving them a document of their own is the optional next step in ``project``.
+# Every source reporting reads, and the events it understands from each. A new source needs
+# only its registry here: its events are then logged and put on the timeline; giving them a
+# document of their own is the optional next step in ``project``.
 SOURCES: Mapping[str, EventRegistry] = {
     "meetings": meeting_events.REGISTRY,
     "resolutions": resolution_events.REGISTRY,
+    "notifications": notification_events.REGISTRY,
 }
 
 UNIT_NAMES = {
@@ -53,7 +55,7 @@ UNIT_NAMES = {
     "mljhr": "MLJHR",
 }
 
-DocumentKind = Literal["meeting", "resolution"]
+DocumentKind = Literal["meeting", "resolution", "notification"]
 
 
 class Doc(BaseModel):
@@ -168,14 +170,52 @@ class ResolutionDoc(Doc):
         return {item.unit: item for item in self.feedback if item.round == latest.round}
 
 
-Document = MeetingDoc | ResolutionDoc
-D = TypeVar("D", MeetingDoc, ResolutionDoc)
+class NotificationDoc(Doc):
+    """One delivery: a message to one recipient by one channel, and how it went."""
+
+    delivery_id: str
+    version: int
+    kind: str  # invitation, feedback_request, … (NotificationKind)
+    channel: str  # email, webhook
+    unit: str
+    person: str | None  # None for a unit's webhook
+    address: str
+    subject: str
+    cause_event_id: str
+    cause_type: str
+    cause_source: str
+    status: str  # sent, failed (a failed delivery may be sent again later)
+    rounds: int = 1  # rounds of attempts; each ends in one event
+    attempts: int  # over every round
+    error: str | None = None  # the last failed round's error, while it is failed
+    first_at: str
+    sent_at: str | None = None
+    updated_at: str
+
+
+Document = MeetingDoc | ResolutionDoc | NotificationDoc
+D = TypeVar("D", MeetingDoc, ResolutionDoc, NotificationDoc)
 
 
 @dataclass(frozen=True)
 class DocumentKey:
     kind: DocumentKind
     entity_id: str
+
+
+def key_of(document: Document) -> DocumentKey:
+    if isinstance(document, MeetingDoc):
+        return DocumentKey("meeting", document.meeting_id)
+    if isinstance(document, ResolutionDoc):
+        return DocumentKey("resolution", document.resolution_id)
+    return DocumentKey("notification", document.delivery_id)
+
+
+DOCUMENT_MODELS: Mapping[str, type[Document]] = {
+    "meeting": MeetingDoc,
+    "resolution": ResolutionDoc,
+    "notification": NotificationDoc,
+}
 
 
 class ActorDoc(Doc):
@@ -214,12 +254,12 @@ class UnprojectableEvent(Exception):
 
 MEETING_EVENTS = meeting_events.REGISTRY.event_types.values()
 RESOLUTION_EVENTS = resolution_events.REGISTRY.event_types.values()
+DELIVERY_EVENTS = (notification_events.NotificationSent, notification_events.NotificationFailed)
 # Each event class of a source with documents: its document's kind and the id field naming it.
 DOCUMENT_OF: Mapping[type[DomainEvent], tuple[DocumentKind, str]] = {
-    **dict.fromkeys(meeting_events.REGISTRY.event_types.values(), ("meeting", "meeting_id")),
-    **dict.fromkeys(
-        resolution_events.REGISTRY.event_types.values(), ("resolution", "resolution_id")
-    ),
+    **dict.fromkeys(MEETING_EVENTS, ("meeting", "meeting_id")),
+    **dict.fromkeys(RESOLUTION_EVENTS, ("resolution", "resolution_id")),
+    **dict.fromkeys(DELIVERY_EVENTS, ("notification", "delivery_id")),
 }
 
 
@@ -253,6 +293,10 @@ def project(before: Document | None, envelope: Envelope, event: DomainEvent) -> 
         if before is not None and not isinstance(before, ResolutionDoc):
             raise UnprojectableEvent(f"{key.entity_id} is not a resolution")
         document = evolve_resolution(before, envelope, event)
+    elif key is not None and key.kind == "notification":
+        if before is not None and not isinstance(before, NotificationDoc):
+            raise UnprojectableEvent(f"{key.entity_id} is not a delivery")
+        document = evolve_notification(before, envelope, event)
     return Change(key, document, timeline_entries(envelope, event, document, key))
 
 
@@ -429,6 +473,42 @@ def evolve_resolution(
     raise UnprojectableEvent(f"not a resolution event: {event.event_type}")
 
 
+def evolve_notification(
+    doc: NotificationDoc | None, envelope: Envelope, event: DomainEvent
+) -> NotificationDoc:
+    if not isinstance(event, DELIVERY_EVENTS):
+        raise UnprojectableEvent(f"not a delivery event: {event.event_type}")
+    at = _instant(envelope.recorded_at)
+    sent = isinstance(event, notification_events.NotificationSent)
+    outcome: dict[str, object] = {
+        "status": "sent" if sent else "failed",
+        "error": None if sent else getattr(event, "error"),  # noqa: B009
+        "sent_at": _instant(envelope.occurred_at) if sent else None,
+    }
+    if doc is None:
+        return NotificationDoc(
+            delivery_id=str(event.delivery_id),
+            version=envelope.stream_version,
+            kind=event.kind.value,
+            channel=event.channel.value,
+            unit=event.unit.value,
+            person=event.person,
+            address=event.address,
+            subject=event.subject,
+            cause_event_id=str(event.cause_event_id),
+            cause_type=event.cause_type,
+            cause_source=event.cause_source,
+            attempts=event.attempts,
+            first_at=at,
+            updated_at=at,
+            **outcome,
+        )
+    if doc.status == "sent":
+        raise UnprojectableEvent(f"delivery {doc.delivery_id} had already been sent")
+    again = {**outcome, "rounds": doc.rounds + 1, "attempts": doc.attempts + event.attempts}
+    return _updated(doc, envelope, again)
+
+
 def _updated(doc: D, envelope: Envelope, changes: dict[str, object]) -> D:
     # Not validated again: every value comes from an event validated when it was decoded (or
     # from the document itself), and a rebuild updates documents millions of times. The
@@ -490,6 +570,13 @@ def related_entities(event: DomainEvent) -> set[str]:
             | meeting_events.MeetingHeld()
         ):
             return {event.host_unit.value}
+        case notification_events.NotificationSent() | notification_events.NotificationFailed():
+            return {event.unit.value}
+        case notification_events.ReminderIssued():
+            concerned = {event.unit.value}
+            if event.resolution_id is not None:
+                concerned.add(str(event.resolution_id))
+            return concerned
     return set()
 
 
@@ -565,7 +652,38 @@ def summarize(envelope: Envelope, event: DomainEvent, document: Document | None)
         case resolution_events.ResolutionClosed():
             outcome = event.outcome.value
             return f"{resolution.capitalize()} closed as {outcome}: {_clip(event.reason)}"
+        case notification_events.NotificationSent():
+            return (
+                f"{_phrase(event.kind)} {CHANNEL_VERBS.get(event.channel, 'sent')} to "
+                f"{_recipient(event)}: {_clip(event.subject, 80)}"
+            )
+        case notification_events.NotificationFailed():
+            tries = f"{event.attempts} attempt{'s' if event.attempts != 1 else ''}"
+            return (
+                f"{_phrase(event.kind)} to {_recipient(event)} by {event.channel.value} failed "
+                f"after {tries}: {_clip(event.error, 80)}"
+            )
+        case notification_events.ReminderIssued():
+            about = event.quarter or event.action_id or "feedback"
+            return (
+                f"{_phrase(event.reminder_kind)} reminder for {unit_name(event.unit)} "
+                f"({about}), due {event.due_on}"
+            )
     return f"{envelope.type} ({envelope.source}, {envelope.stream_id} v{envelope.stream_version})"
+
+
+CHANNEL_VERBS = {"email": "emailed", "webhook": "posted by webhook"}
+
+
+def _phrase(kind: str) -> str:
+    return kind.replace("_", " ").capitalize()
+
+
+def _recipient(
+    event: notification_events.NotificationSent | notification_events.NotificationFailed,
+) -> str:
+    unit = unit_name(event.unit)
+    return f"{event.person} ({unit})" if event.person else unit
 
 
 def unit_name(unit: str) -> str:
@@ -586,6 +704,7 @@ class Documents:
 
     meetings: Mapping[str, MeetingDoc]
     resolutions: Mapping[str, ResolutionDoc]
+    notifications: Mapping[str, NotificationDoc] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -606,6 +725,7 @@ class Model:
 
     meetings: dict[str, MeetingDoc] = field(default_factory=dict)
     resolutions: dict[str, ResolutionDoc] = field(default_factory=dict)
+    notifications: dict[str, NotificationDoc] = field(default_factory=dict)
     timeline: dict[str, list[TimelineEntry]] = field(default_factory=dict)
     streams: dict[str, int] = field(default_factory=dict)
     sources: dict[str, SourceProgress] = field(default_factory=dict)
@@ -614,19 +734,35 @@ class Model:
 
     @property
     def documents(self) -> Documents:
-        return Documents(self.meetings, self.resolutions)
+        return Documents(self.meetings, self.resolutions, self.notifications)
+
+    def _kind(self, kind: str) -> dict[str, Any]:
+        if kind == "meeting":
+            return self.meetings
+        if kind == "resolution":
+            return self.resolutions
+        return self.notifications
 
     @property
     def events_applied(self) -> int:
         return sum(progress.events_applied for progress in self.sources.values())
 
+    @property
+    def document_count(self) -> int:
+        return len(self.meetings) + len(self.resolutions) + len(self.notifications)
+
     def document(self, key: DocumentKey) -> Document | None:
-        found: Document | None = (
-            self.meetings.get(key.entity_id)
-            if key.kind == "meeting"
-            else self.resolutions.get(key.entity_id)
-        )
+        found: Document | None = self._kind(key.kind).get(key.entity_id)
         return found
+
+    def put(self, document: Document) -> None:
+        key = key_of(document)
+        self._kind(key.kind)[key.entity_id] = document
+
+    def take(self, key: DocumentKey) -> Document:
+        """Removes the document from the model (e.g. to keep it elsewhere meanwhile)."""
+        document: Document = self._kind(key.kind).pop(key.entity_id)
+        return document
 
     def apply(self, envelope: Envelope, event: DomainEvent) -> Change | Skipped:
         """Apply one event once, in stream order, as the live consumer does."""
@@ -643,10 +779,8 @@ class Model:
             change = project(None if key is None else self.document(key), envelope, event)
         except UnprojectableEvent as error:
             return self._skip("unprojectable", str(error))
-        if isinstance(change.document, MeetingDoc):
-            self.meetings[change.document.meeting_id] = change.document
-        elif isinstance(change.document, ResolutionDoc):
-            self.resolutions[change.document.resolution_id] = change.document
+        if change.document is not None:
+            self.put(change.document)
         if self.keep_timeline:
             for entry in change.timeline:
                 self.timeline.setdefault(entry.entity_id, []).append(entry)

@@ -32,17 +32,17 @@ import asyncpg
 
 from ipmg_reporting.projections import (
     CONSUMER,
+    DOCUMENT_MODELS,
     PROJECTION_VERSION,
     SOURCES,
     Change,
     Document,
     DocumentKey,
-    MeetingDoc,
     Model,
-    ResolutionDoc,
     Skipped,
     decode,
     document_key,
+    key_of,
 )
 from ipmg_reporting.schema import (
     REBUILD,
@@ -102,7 +102,7 @@ async def rebuild_projection(
     service: str = SERVICE,
     progress: RebuildProgress | None = None,
     batch_size: int = 2000,
-    documents_in_memory: int = 20_000,
+    documents_in_memory: int = 10_000,
 ) -> RebuildReport:
     """Build a fresh copy from offset 0 of every source topic, then swap it in atomically."""
     started = time.monotonic()
@@ -263,11 +263,7 @@ class DocumentCache:
             return
         rows = await self.writer.take_documents(wanted)
         for row in rows:
-            document = _read_document(row["kind"], row["doc"])
-            if isinstance(document, MeetingDoc):
-                self.model.meetings[document.meeting_id] = document
-            else:
-                self.model.resolutions[document.resolution_id] = document
+            self.model.put(DOCUMENT_MODELS[row["kind"]].model_validate_json(row["doc"]))
         self._stored.difference_update(wanted)
 
     def touched(self, keys: Iterable[DocumentKey]) -> None:
@@ -288,25 +284,14 @@ class DocumentCache:
         await self._store(list(self._recent))
 
     async def _store(self, keys: list[DocumentKey]) -> None:
-        documents: list[Document] = []
         for key in keys:
             del self._recent[key]
-            if key.kind == "meeting":
-                documents.append(self.model.meetings.pop(key.entity_id))
-            else:
-                documents.append(self.model.resolutions.pop(key.entity_id))
-        await self.writer.insert_documents(documents)
+        await self.writer.insert_documents([self.model.take(key) for key in keys])
         self._stored.update(keys)
 
 
 def _sort_key(key: DocumentKey) -> tuple[str, str]:
     return (key.kind, key.entity_id)
-
-
-def _read_document(kind: str, text: str) -> Document:
-    if kind == "meeting":
-        return MeetingDoc.model_validate_json(text)
-    return ResolutionDoc.model_validate_json(text)
 
 
 def _decode_record(
@@ -325,12 +310,6 @@ def _decode_record(
         model.skipped["forged_source"] += 1
         return Skipped("forged_source", f"{envelope.source} does not publish on {record.topic}")
     return envelope, event
-
-
-def _document_key(document: Document) -> DocumentKey:
-    if isinstance(document, MeetingDoc):
-        return DocumentKey("meeting", document.meeting_id)
-    return DocumentKey("resolution", document.resolution_id)
 
 
 class CopyWriter:
@@ -372,7 +351,7 @@ class CopyWriter:
     async def insert_documents(self, documents: Iterable[Document]) -> None:
         records = []
         for document in documents:
-            key = _document_key(document)
+            key = key_of(document)
             records.append((key.kind, key.entity_id, document.version, document.model_dump_json()))
         if records:
             await self.connection.copy_records_to_table(

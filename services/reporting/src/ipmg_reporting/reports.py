@@ -18,6 +18,7 @@ from ipmg_reporting.projections import (
     ActionDoc,
     Documents,
     MeetingDoc,
+    NotificationDoc,
     ResolutionDoc,
     SignatoryDoc,
     unit_name,
@@ -436,6 +437,54 @@ def overdue_actions(
         late,
         key=lambda a: (-a.days_overdue, a.resolution_number, a.resolution_id, a.action_id),
     )
+
+
+# --- notifications log --------------------------------------------------------------------
+
+
+class NotificationRow(ReportModel):
+    delivery_id: str
+    kind: str
+    channel: str
+    unit: str
+    unit_name: str
+    person: str | None
+    address: str
+    subject: str
+    status: str  # sent, failed
+    rounds: int
+    attempts: int
+    error: str | None
+    cause_type: str  # the event that called for it (e.g. MeetingScheduled, ReminderIssued)
+    cause_source: str
+    cause_event_id: str
+    first_at: str
+    sent_at: str | None
+    updated_at: str
+
+
+def notification_row(delivery: NotificationDoc) -> NotificationRow:
+    fields = delivery.model_dump(exclude={"version"})
+    return NotificationRow(**fields, unit_name=unit_name(delivery.unit))
+
+
+def notification_log(
+    documents: Documents,
+    *,
+    unit: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+) -> list[NotificationRow]:
+    """What was sent to whom, when, by which channel, why, and how it went; latest first."""
+    chosen = (
+        delivery
+        for delivery in documents.notifications.values()
+        if unit in (None, delivery.unit)
+        and kind in (None, delivery.kind)
+        and status in (None, delivery.status)
+    )
+    rows = sorted(chosen, key=lambda delivery: (delivery.first_at, delivery.delivery_id))
+    return [notification_row(delivery) for delivery in reversed(rows)]
 
 
 # --- the quarterly report -----------------------------------------------------------------
