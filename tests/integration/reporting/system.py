@@ -60,6 +60,9 @@ PROJECTION_ROWS = {
     "FROM {schema}.consumer_streams ORDER BY consumer, stream_id",
     "consumer_sources": "SELECT consumer, source, last_position, events_applied "
     "FROM {schema}.consumer_sources ORDER BY consumer, source",
+    # A rebuild makes its secondary indexes after the bulk load: the same ones.
+    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = '{schema}' "
+    "ORDER BY indexname",
 }
 
 

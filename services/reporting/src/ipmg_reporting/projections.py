@@ -549,9 +549,12 @@ def timeline_entries(
         "correlation_id": str(envelope.correlation_id),
         "summary": summarize(envelope, event, document),
     }
-    return tuple(
-        TimelineEntry(entity_id=entity_id, primary=entity_id == primary, **common)
-        for entity_id in [primary, *related]
+    own = TimelineEntry(entity_id=primary, primary=True, **common)
+    # The related entities' entries differ only in these two fields: copied, not validated
+    # again (an event lands on two or three timelines).
+    return (
+        own,
+        *(own.model_copy(update={"entity_id": entity, "primary": False}) for entity in related),
     )
 
 

@@ -51,6 +51,7 @@ from ipmg_reporting.schema import (
     SERVICE,
     SWAP_LOCK_KEY,
     create_copy,
+    create_secondary_indexes,
     stored_version,
     swap_in_rebuilt_copy,
 )
@@ -118,7 +119,7 @@ async def rebuild_projection(
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", REBUILD_LOCK_KEY):
             raise RebuildInProgress("another rebuild of the projection is running")
         await connection.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
-        await create_copy(connection, REBUILD)
+        await create_copy(connection, REBUILD, indexes=False)
         writer = CopyWriter(connection)
         model = Model(keep_timeline=False)
         fold = Fold(
@@ -134,6 +135,7 @@ async def rebuild_projection(
             if progress is not None:
                 progress.phase("rebuilding", reader.remaining(ends))
             await fold.read(reader, ends, batch_size)
+            await create_secondary_indexes(connection, REBUILD)
             log.info("rebuild_folded", events=report.events_read, skipped=dict(model.skipped))
 
             await connection.execute("SELECT pg_advisory_lock($1)", SWAP_LOCK_KEY)
