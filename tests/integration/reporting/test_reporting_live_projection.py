@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -189,6 +190,18 @@ async def test_a_rebuild_skips_unknown_events_and_a_new_version_rebuilds_at_star
     await producer.send_and_wait(
         settings.topics.events("meetings"), json.dumps(unknown).encode(), key=b"meeting-x"
     )
+    # A NUL character, which PostgreSQL cannot store: skipped, never a failed rebuild.
+    payload = {**envelopes[0]["payload"], "meeting_id": str(uuid4()), "venue": "Lahore\x00"}
+    nul = {
+        **envelopes[0],
+        "event_id": str(uuid4()),
+        "stream_id": "meeting-nul",
+        "position": 10**6,
+        "payload": payload,
+    }
+    await producer.send_and_wait(
+        settings.topics.events("meetings"), json.dumps(nul).encode(), key=b"meeting-nul"
+    )
     await producer.stop()
     # A live copy of another projection version: the service rebuilds it when it starts,
     # and its consumer waits for the swap rather than write into the old copy.
@@ -201,7 +214,7 @@ async def test_a_rebuild_skips_unknown_events_and_a_new_version_rebuilds_at_star
         assert status["version"] == status["code_version"]
         assert status["events_logged"] == total
     report = await rebuild_projection(settings)
-    assert report.skipped == {"unknown_type": 1}
+    assert report.skipped == {"unknown_type": 1, "undecodable": 1}
     assert report.events_applied == total
     expected = model_from_envelopes(envelopes)
     documents = (await projection_rows(settings))["documents"]

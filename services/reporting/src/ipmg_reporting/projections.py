@@ -823,6 +823,10 @@ def decode(data: JsonObject | str | bytes | Envelope) -> tuple[Envelope, DomainE
             envelope = Envelope.model_validate(data)
     except (ValidationError, json.JSONDecodeError) as error:
         return Skipped("undecodable", str(error).splitlines()[0])
+    # PostgreSQL cannot store a NUL character in text or jsonb: such an event could never be
+    # logged (the live consumer dead-letters it), so a rebuild skips it the same way.
+    if isinstance(data, (str, bytes)) and _may_hold_nul(data) and _holds_nul(envelope.to_json()):
+        return Skipped("undecodable", "a string holds a NUL character")
     registry = SOURCES.get(envelope.source)
     if registry is None:
         return Skipped("unknown_source", f"reporting does not read {envelope.source!r}")
@@ -831,6 +835,20 @@ def decode(data: JsonObject | str | bytes | Envelope) -> tuple[Envelope, DomainE
     except EventDecodingError as error:
         reason = "bad_payload" if registry.knows(envelope.type) else "unknown_type"
         return Skipped(reason, str(error))
+
+
+def _may_hold_nul(data: str | bytes) -> bool:
+    return (b"\\u0000" in data) if isinstance(data, bytes) else ("\\u0000" in data)
+
+
+def _holds_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def model_from_envelopes(
