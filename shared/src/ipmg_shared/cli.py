@@ -113,6 +113,42 @@ def topics_create() -> None:
     console.print(f"topics created: {', '.join(created)}" if created else "topics: up to date")
 
 
+kafka_app = typer.Typer(help="Kafka principals and ACLs.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+acls_app = typer.Typer(help="What each service principal may do.", no_args_is_help=True)
+kafka_app.add_typer(acls_app, name="acls")
+
+
+@acls_app.command("apply")
+def acls_apply() -> None:
+    """Make the broker's ACLs for the service principals those of ipmg_shared.kafka_acls."""
+    from ipmg_shared.kafka_admin import apply_acls
+
+    added, removed = run_async(apply_acls(get_settings()))
+    for rule in added:
+        console.print(f"added   {rule.describe()}")
+    for rule in removed:
+        console.print(f"removed {rule.describe()}")
+    console.print(f"ACLs: {len(added)} added, {len(removed)} removed")
+
+
+@acls_app.command("list")
+def acls_list(
+    broker: Annotated[bool, typer.Option(help="What the broker holds, not the code")] = False,
+) -> None:
+    """The ACL rules: as the code states them, or (--broker) as the broker holds them."""
+    from ipmg_shared.kafka_acls import acl_rules
+
+    if broker:
+        from ipmg_shared.kafka_admin import service_acls
+
+        rules = run_async(service_acls(get_settings()))
+    else:
+        rules = acl_rules(get_settings().topics)
+    for rule in rules:
+        typer.echo(rule.describe())
+
+
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 
