@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -18,7 +19,7 @@ from ipmg_shared.actors import Role, Unit
 from ipmg_shared.auth import issue_token
 from ipmg_shared.logging import configure_logging
 from ipmg_shared.runtime import ServiceDefinition
-from ipmg_shared.settings import get_settings
+from ipmg_shared.settings import SERVICES, get_settings
 
 T = TypeVar("T")
 console = Console()
@@ -117,6 +118,38 @@ kafka_app = typer.Typer(help="Kafka principals and ACLs.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
 acls_app = typer.Typer(help="What each service principal may do.", no_args_is_help=True)
 kafka_app.add_typer(acls_app, name="acls")
+
+
+users_app = typer.Typer(help="The SCRAM user of each service.", no_args_is_help=True)
+kafka_app.add_typer(users_app, name="users")
+
+
+@users_app.command("apply")
+def users_apply(
+    passwords_dir: Annotated[
+        Path, typer.Option(help="Folder of kafka_<service>_password files")
+    ] = Path("/run/secrets"),
+    service: Annotated[
+        list[str] | None, typer.Option(help="Only this service (repeatable)")
+    ] = None,
+) -> None:
+    """Create each service's SCRAM-SHA-512 user, or set its password to its file's."""
+    from ipmg_shared.kafka_acls import service_principal
+    from ipmg_shared.kafka_admin import upsert_scram_users
+
+    chosen = service or list(SERVICES)
+    unknown = sorted(set(chosen) - set(SERVICES))
+    if unknown:
+        raise CliError(f"unknown service(s): {', '.join(unknown)}")
+    passwords = {}
+    for name in chosen:
+        path = passwords_dir / f"kafka_{name}_password"
+        try:
+            passwords[service_principal(name)] = path.read_text().strip()
+        except OSError as error:
+            raise CliError(f"cannot read the Kafka password of {name}: {error}") from error
+    users = run_async(upsert_scram_users(get_settings(), passwords))
+    console.print(f"SCRAM users set: {', '.join(users)}")
 
 
 @acls_app.command("apply")

@@ -49,18 +49,17 @@ async def apply_acls(settings: Settings) -> tuple[list[AclRule], list[AclRule]]:
 
     Returns (added, removed). Creating an existing rule is a no-op on the broker, so this is
     idempotent; a rule no longer in the code is removed, so a narrowed rule narrows the broker.
+    Only rules on names under this system's topic prefix are touched.
     """
     wanted = set(acl_rules(settings.topics))
+    prefix = settings.topic_prefix
     admin = admin_client(settings)
     await asyncio.wait_for(admin.start(), 30)
     try:
-        present = set(await _service_acls(admin))
+        present = {r for r in await _service_acls(admin) if r.resource_name.startswith(prefix)}
         added = sorted(wanted - present)
         removed = sorted(present - wanted)
-        for rule in added:
-            response = await admin._send_request(CreateAclsRequest(*_fields(rule)))
-            for error_code, message in response.creation_responses:
-                _raise_for(error_code, message, rule)
+        await _create(admin, added)
         for rule in removed:
             response = await admin._send_request(DeleteAclsRequest(*_fields(rule)))
             for error_code, message, _ in response.filter_responses:
@@ -68,6 +67,23 @@ async def apply_acls(settings: Settings) -> tuple[list[AclRule], list[AclRule]]:
         return added, removed
     finally:
         await admin.close()
+
+
+async def create_acls(settings: Settings, rules: Iterable[AclRule]) -> None:
+    """Add ALLOW rules as they are (``apply_acls`` removes any the code does not state)."""
+    admin = admin_client(settings)
+    await asyncio.wait_for(admin.start(), 30)
+    try:
+        await _create(admin, rules)
+    finally:
+        await admin.close()
+
+
+async def _create(admin: AIOKafkaAdminClient, rules: Iterable[AclRule]) -> None:
+    for rule in rules:
+        response = await admin._send_request(CreateAclsRequest(*_fields(rule)))
+        for error_code, message in response.creation_responses:
+            _raise_for(error_code, message, rule)
 
 
 async def service_acls(settings: Settings) -> list[AclRule]:
