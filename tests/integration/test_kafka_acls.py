@@ -33,6 +33,7 @@ from ipmg_shared.db import apply_migrations, create_pool, provision_service_data
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.kafka_acls import (
     ADMIN_PRINCIPAL,
+    USERS,
     AclRule,
     Operation,
     ResourceType,
@@ -43,7 +44,7 @@ from ipmg_shared.kafka_admin import apply_acls, create_acls, service_acls
 from ipmg_shared.kafka_reader import read_topic
 from ipmg_shared.relay import make_producer
 from ipmg_shared.runtime import make_broker
-from ipmg_shared.settings import SERVICES, Settings
+from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore
 from tests.support.processes import IPMG, PrivateKafka, private_kafka, running_service
 from tests.support.sample_events import REGISTRY, SECRETARIAT, notes
@@ -52,7 +53,7 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.infra
 
 ADMIN_PASSWORD = secrets.token_hex(16)
-PASSWORDS = {service: secrets.token_hex(16) for service in SERVICES}
+PASSWORDS = {user: secrets.token_hex(16) for user in USERS}
 SEND_TIMEOUT_S = 20
 
 
@@ -237,6 +238,17 @@ async def test_reporting_writes_nothing_of_the_record_but_reads_it_in_its_own_gr
         await consumer.commit()
     finally:
         await consumer.stop()
+
+
+async def test_the_viewer_reads_but_writes_nothing(admin: Settings) -> None:
+    viewer = as_service(admin, "viewer")
+    async with producer(as_service(admin, "notifications")) as client:
+        await send(client, admin.topics.events("notifications"))
+    assert [r async for r in read_topic(viewer, admin.topics.events("notifications"))]
+    async with producer(viewer) as client:
+        for topic in (admin.topics.events("notifications"), admin.topics.dead_letter):
+            with pytest.raises(TopicAuthorizationFailedError):
+                await send(client, topic)
 
 
 async def test_a_consumer_may_not_join_another_services_group(admin: Settings) -> None:

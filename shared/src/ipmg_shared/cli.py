@@ -19,7 +19,7 @@ from ipmg_shared.actors import Role, Unit
 from ipmg_shared.auth import issue_token
 from ipmg_shared.logging import configure_logging
 from ipmg_shared.runtime import ServiceDefinition
-from ipmg_shared.settings import SERVICES, get_settings
+from ipmg_shared.settings import get_settings
 
 T = TypeVar("T")
 console = Console()
@@ -127,18 +127,19 @@ kafka_app.add_typer(users_app, name="users")
 @users_app.command("apply")
 def users_apply(
     passwords_dir: Annotated[
-        Path, typer.Option(help="Folder of kafka_<service>_password files")
+        Path, typer.Option(help="Folder of kafka_<user>_password files")
     ] = Path("/run/secrets"),
     service: Annotated[
-        list[str] | None, typer.Option(help="Only this service (repeatable)")
+        list[str] | None, typer.Option(help="Only this service or 'viewer' (repeatable)")
     ] = None,
 ) -> None:
-    """Create each service's SCRAM-SHA-512 user, or set its password to its file's."""
-    from ipmg_shared.kafka_acls import service_principal
+    """Create the SCRAM-SHA-512 user of each service and the viewer, or set its password to
+    its file's."""
+    from ipmg_shared.kafka_acls import USERS, service_principal
     from ipmg_shared.kafka_admin import upsert_scram_users
 
-    chosen = service or list(SERVICES)
-    unknown = sorted(set(chosen) - set(SERVICES))
+    chosen = service or list(USERS)
+    unknown = sorted(set(chosen) - set(USERS))
     if unknown:
         raise CliError(f"unknown service(s): {', '.join(unknown)}")
     passwords = {}

@@ -8,6 +8,8 @@ what each principal can and cannot do.
 - A write service writes its own event topic and nothing else of the record.
 - A consumer reads the event topics it consumes and its own retry topic, in its own group, and
   writes the dead-letter topic: that is where it puts what it cannot process.
+- The viewer (the read-only Kafka UI) reads every topic of the system and describes the
+  groups; it writes nothing.
 - Replaying dead letters onto a retry topic, creating topics and setting ACLs belong to the
   administrative principal (the ``migrate`` job and the ``ops`` container), a super user.
 """
@@ -20,6 +22,9 @@ from enum import IntEnum
 from ipmg_shared.settings import SERVICES, WRITE_SOURCES, TopicNames
 
 ADMIN_PRINCIPAL = "ipmg-admin"
+VIEWER = "viewer"
+# Every SCRAM user besides the administrator: one per service, and the viewer.
+USERS = (*SERVICES, VIEWER)
 
 # The event topics each service's consumers read. Reporting is the read model of the whole
 # record, so it may read every source's topic, including those it does not project yet.
@@ -84,9 +89,9 @@ class AclRule:
         )
 
 
-def service_principal(service: str) -> str:
-    """The SCRAM user a service authenticates as."""
-    return f"ipmg-{service}"
+def service_principal(user: str) -> str:
+    """The SCRAM user a service (or the viewer) authenticates as."""
+    return f"ipmg-{user}"
 
 
 def service_rules(service: str, topics: TopicNames) -> list[AclRule]:
@@ -108,11 +113,32 @@ def service_rules(service: str, topics: TopicNames) -> list[AclRule]:
     return rules
 
 
+def viewer_rules(topics: TopicNames) -> list[AclRule]:
+    principal = service_principal(VIEWER)
+    every_topic = [
+        *(topics.events(source) for source in WRITE_SOURCES),
+        topics.dead_letter,
+        *(topics.retry(service) for service in SERVICES),
+    ]
+    rules = [
+        AclRule(principal, ResourceType.TOPIC, topic, operation)
+        for topic in every_topic
+        for operation in (Operation.READ, Operation.DESCRIBE_CONFIGS)
+    ]
+    rules += [
+        AclRule(principal, ResourceType.GROUP, topics.group(service), Operation.DESCRIBE)
+        for service in SERVICES
+        if CONSUMES[service]
+    ]
+    return rules
+
+
 def acl_rules(topics: TopicNames) -> list[AclRule]:
-    """Every ALLOW rule of every service principal, in a stable order."""
-    return sorted(rule for service in SERVICES for rule in service_rules(service, topics))
+    """Every ALLOW rule of every principal but the administrator, in a stable order."""
+    rules = [rule for service in SERVICES for rule in service_rules(service, topics)]
+    return sorted([*rules, *viewer_rules(topics)])
 
 
 def principals() -> list[str]:
-    """Every SCRAM user the system needs: the administrator, then one per service."""
-    return [ADMIN_PRINCIPAL, *(service_principal(service) for service in SERVICES)]
+    """Every SCRAM user the system needs: the administrator, one per service, the viewer."""
+    return [ADMIN_PRINCIPAL, *(service_principal(user) for user in USERS)]

@@ -32,13 +32,14 @@ from aiokafka.protocol.types import (
 from ipmg_shared.kafka_acls import (
     ALLOW,
     LITERAL,
+    USERS,
     AclRule,
     Operation,
     ResourceType,
     acl_rules,
     service_principal,
 )
-from ipmg_shared.settings import SERVICES, Settings
+from ipmg_shared.settings import Settings
 from ipmg_shared.topics import admin_client
 
 ANY = 1  # the wildcard code of resource type, pattern type, operation and permission filters
@@ -99,8 +100,8 @@ async def service_acls(settings: Settings) -> list[AclRule]:
 
 async def _service_acls(admin: AIOKafkaAdminClient) -> Iterable[AclRule]:
     found: list[AclRule] = []
-    for service in SERVICES:
-        principal = service_principal(service)
+    for user in USERS:
+        principal = service_principal(user)
         request = DescribeAclsRequest(ANY, None, ANY, f"User:{principal}", None, ANY, ANY)
         response: Any = await admin._send_request(request)
         _raise_for(response.error_code, response.error_message, principal)

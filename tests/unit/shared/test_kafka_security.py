@@ -14,6 +14,7 @@ from ipmg_resolutions.handlers import subscriptions as resolutions_subscriptions
 from ipmg_shared.kafka_acls import (
     ADMIN_PRINCIPAL,
     CONSUMES,
+    VIEWER,
     AclRule,
     Operation,
     ResourceType,
@@ -24,6 +25,7 @@ from ipmg_shared.kafka_acls import (
 from ipmg_shared.kafka_admin import salted_password
 from ipmg_shared.runtime import broker_security
 from ipmg_shared.settings import SERVICES, WRITE_SOURCES, Settings, TopicNames
+from ipmg_shared.topics import topic_specs
 
 SASL = {
     "kafka_security_protocol": "SASL_PLAINTEXT",
@@ -141,7 +143,20 @@ def test_every_rule_is_literal_allow_and_the_admin_needs_none() -> None:
     assert len(rules) == len(set(rules))
     assert all(isinstance(rule, AclRule) for rule in rules)
     assert ADMIN_PRINCIPAL not in {rule.principal for rule in rules}
-    assert principals() == [ADMIN_PRINCIPAL, *(f"ipmg-{service}" for service in SERVICES)]
+    assert principals() == [
+        ADMIN_PRINCIPAL,
+        *(f"ipmg-{service}" for service in SERVICES),
+        f"ipmg-{VIEWER}",
+    ]
+
+
+def test_the_viewer_reads_every_topic_and_writes_nothing() -> None:
+    rules = [r for r in acl_rules(TOPICS) if r.principal == service_principal(VIEWER)]
+    operations = {r.operation for r in rules}
+    assert operations == {Operation.READ, Operation.DESCRIBE_CONFIGS, Operation.DESCRIBE}
+    read = {r.resource_name for r in rules if r.operation is Operation.READ}
+    every_topic = {spec.name for spec in topic_specs(Settings())}
+    assert read == every_topic
 
 
 class _Context:
