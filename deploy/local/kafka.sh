@@ -186,8 +186,11 @@ EOF
 write_config() {
     local port="${CFG[port]}" cport="${CFG[controller_port]}"
     mkdir -p "$DATA_DIR"
-    # It may hold the admin password: readable by its owner only.
-    (umask 077 && : >"$PROPS.tmp")
+    # With SASL it holds the admin password: readable by its owner only.
+    rm -f "$PROPS.tmp"
+    if [ -n "$ADMIN_PASSWORD" ]; then
+        (umask 077 && : >"$PROPS.tmp")
+    fi
     cat >"$PROPS.tmp" <<EOF
 # Written by deploy/local/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import secrets
-import subprocess
+from asyncio.subprocess import PIPE, STDOUT
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -47,6 +47,7 @@ from ipmg_shared.relay import make_producer
 from ipmg_shared.runtime import make_broker
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore
+from ipmg_shared.topics import ensure_topics
 from tests.support.processes import IPMG, PrivateKafka, private_kafka, running_service
 from tests.support.sample_events import REGISTRY, SECRETARIAT, notes
 from tests.support.waiting import wait_until
@@ -65,7 +66,7 @@ def secured_broker() -> Iterator[PrivateKafka]:
 
 
 @pytest.fixture(scope="module")
-def admin(
+async def admin(
     secured_broker: PrivateKafka, settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Settings:
     """The administrator's settings, after topics, users and ACLs were set up by the commands
@@ -90,15 +91,16 @@ def admin(
         "IPMG_KAFKA_SASL_USERNAME": ADMIN_PRINCIPAL,
         "IPMG_KAFKA_SASL_PASSWORD": ADMIN_PASSWORD,
     }
+    await ensure_topics(admin)  # `ipmg topics create`, tested elsewhere
     for command in (
-        ["topics", "create"],
         ["kafka", "users", "apply", "--passwords-dir", str(secrets_dir)],
         ["kafka", "acls", "apply"],
     ):
-        done = subprocess.run(
-            [str(IPMG), *command], env=env, capture_output=True, text=True, timeout=120
+        process = await asyncio.create_subprocess_exec(
+            str(IPMG), *command, env=env, stdout=PIPE, stderr=STDOUT
         )
-        assert done.returncode == 0, f"ipmg {' '.join(command)}: {done.stdout}{done.stderr}"
+        output, _ = await asyncio.wait_for(process.communicate(), 120)
+        assert process.returncode == 0, f"ipmg {' '.join(command)}: {output.decode()}"
     return admin
 
 
@@ -190,7 +192,11 @@ async def test_meetings_consumes_nothing_so_it_may_not_dead_letter(admin: Settin
             await send(client, admin.topics.dead_letter)
 
 
-async def test_a_wrong_password_or_an_unknown_user_is_refused(admin: Settings) -> None:
+async def test_a_wrong_password_or_an_unknown_user_is_refused(
+    admin: Settings, secured_broker: PrivateKafka
+) -> None:
+    broker_log = secured_broker.state_dir / "kafka" / "kafka.log"
+    refusals_before = broker_log.read_text().count("invalid credentials")
     for settings in (
         as_service(admin, "meetings", password="not-the-password"),
         admin.model_copy(update={"kafka_sasl_username": "ipmg-intruder"}),
@@ -200,6 +206,8 @@ async def test_a_wrong_password_or_an_unknown_user_is_refused(admin: Settings) -
         with pytest.raises(KafkaConnectionError):
             await asyncio.wait_for(client.start(), 30)
         await client.stop()
+    # The broker says why: the credentials, for each of the two.
+    assert broker_log.read_text().count("invalid credentials") >= refusals_before + 2
 
 
 async def test_plaintext_is_not_spoken_at_all(admin: Settings) -> None:
