@@ -46,7 +46,7 @@ ANY = 1  # the wildcard code of resource type, pattern type, operation and permi
 
 
 async def apply_acls(settings: Settings) -> tuple[list[AclRule], list[AclRule]]:
-    """Make the broker's ALLOW rules for the service principals exactly ``acl_rules``.
+    """Make the broker's ALLOW rules for the system's principals exactly ``acl_rules``.
 
     Returns (added, removed). Creating an existing rule is a no-op on the broker, so this is
     idempotent; a rule no longer in the code is removed, so a narrowed rule narrows the broker.
@@ -88,7 +88,7 @@ async def _create(admin: AIOKafkaAdminClient, rules: Iterable[AclRule]) -> None:
 
 
 async def service_acls(settings: Settings) -> list[AclRule]:
-    """The literal ALLOW rules the broker holds for the service principals (other kinds of
+    """The literal ALLOW rules the broker holds for the system's principals (other kinds of
     entries, e.g. a DENY added by hand, are neither listed nor removed)."""
     admin = admin_client(settings)
     await asyncio.wait_for(admin.start(), 30)
@@ -139,6 +139,9 @@ def _raise_for(error_code: int, message: str | None, subject: object) -> None:
 SCRAM_SHA_512 = 2  # ScramMechanism.SCRAM_SHA_512
 SCRAM_ITERATIONS = 8192  # Kafka accepts 4096 to 16384 for SHA-512
 
+# AlterUserScramCredentials v0 (the only version), as in Kafka's message definition. aiokafka's
+# protocol classes are untyped: these extend its bases as its own requests do.
+
 
 class AlterUserScramCredentialsResponse_v0(Response):  # type: ignore[misc]
     API_KEY = 51
@@ -187,7 +190,6 @@ class AlterUserScramCredentialsRequest_v0(RequestStruct):  # type: ignore[misc]
     )
 
 
-# aiokafka's protocol is untyped: these classes extend its bases like its own requests do.
 AlterUserScramCredentialsRequestStruct: TypeAlias = AlterUserScramCredentialsRequest_v0
 
 
