@@ -116,12 +116,10 @@ def topics_create() -> None:
 
 kafka_app = typer.Typer(help="Kafka principals and ACLs.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
-acls_app = typer.Typer(help="What each service principal may do.", no_args_is_help=True)
-kafka_app.add_typer(acls_app, name="acls")
-
-
 users_app = typer.Typer(help="The SCRAM user of each service.", no_args_is_help=True)
 kafka_app.add_typer(users_app, name="users")
+acls_app = typer.Typer(help="What each principal may do.", no_args_is_help=True)
+kafka_app.add_typer(acls_app, name="acls")
 
 
 @users_app.command("apply")
@@ -141,7 +139,7 @@ def users_apply(
     chosen = service or list(USERS)
     unknown = sorted(set(chosen) - set(USERS))
     if unknown:
-        raise CliError(f"unknown service(s): {', '.join(unknown)}")
+        raise CliError(f"unknown Kafka user(s): {', '.join(unknown)}; known: {', '.join(USERS)}")
     passwords = {}
     for name in chosen:
         path = passwords_dir / f"kafka_{name}_password"
@@ -155,7 +153,7 @@ def users_apply(
 
 @acls_app.command("apply")
 def acls_apply() -> None:
-    """Make the broker's ACLs for the service principals those of ipmg_shared.kafka_acls."""
+    """Make the broker's ACLs for the system's principals those of ipmg_shared.kafka_acls."""
     from ipmg_shared.kafka_admin import apply_acls
 
     added, removed = run_async(apply_acls(get_settings()))
