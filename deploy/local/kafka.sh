@@ -15,6 +15,12 @@
 #   IPMG_KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM before SIGKILL (default 30)
 #   IPMG_MAVEN_TIMEOUT          seconds allowed for the one-time jar fetch (default 600)
 #   JAVA_HOME                   used when set; otherwise `java` on PATH
+#   IPMG_KAFKA_ADMIN_PASSWORD   unset (default): PLAINTEXT, no authorizer. Set (letters and
+#                               digits): clients must authenticate with SASL/SCRAM-SHA-512, the
+#                               KRaft StandardAuthorizer holds them to their ACLs, and the
+#                               super user `ipmg-admin` gets this password when the storage is
+#                               first formatted (so use a fresh IPMG_STATE_DIR). The script's
+#                               own probe authenticates as ipmg-admin.
 set -euo pipefail
 IPMG_SCRIPT="kafka.sh"
 # shellcheck source=deploy/local/lib.sh
@@ -35,6 +41,16 @@ DEPENDENCY_PLUGIN="3.8.1"
 require_seconds IPMG_KAFKA_START_TIMEOUT "$START_TIMEOUT"
 require_seconds IPMG_KAFKA_STOP_TIMEOUT "$STOP_TIMEOUT"
 require_seconds IPMG_MAVEN_TIMEOUT "$MAVEN_TIMEOUT"
+ADMIN_PASSWORD="${IPMG_KAFKA_ADMIN_PASSWORD:-}"
+ADMIN_USER="ipmg-admin"
+if [ -n "$ADMIN_PASSWORD" ]; then
+    case "$ADMIN_PASSWORD" in
+        *[!A-Za-z0-9]*) die "IPMG_KAFKA_ADMIN_PASSWORD may hold letters and digits only (it is written into JAAS and SCRAM settings)" ;;
+    esac
+    # This script's probe speaks to the broker as the administrator.
+    export IPMG_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT IPMG_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+    export IPMG_KAFKA_SASL_USERNAME="$ADMIN_USER" IPMG_KAFKA_SASL_PASSWORD="$ADMIN_PASSWORD"
+fi
 
 kafka_version() {
     local v
@@ -134,19 +150,53 @@ ensure_libs() {
     exec 8>&-
 }
 
-write_config() {
-    local port="${CFG[port]}" cport="${CFG[controller_port]}"
-    mkdir -p "$DATA_DIR"
-    cat >"$PROPS.tmp" <<EOF
-# Written by deploy/local/kafka.sh on every start; edit the script, not this file.
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:$cport
+# The listener lines: PLAINTEXT by default; with an admin password, SASL everywhere. Clients
+# and the inter-broker link use SCRAM-SHA-512; the controller listener uses PLAIN, because a
+# KRaft controller must authenticate before the SCRAM credentials (metadata) are loaded.
+listener_config() {
+    local port="$1" cport="$2"
+    if [ -z "$ADMIN_PASSWORD" ]; then
+        cat <<EOF
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+EOF
+        return 0
+    fi
+    cat <<EOF
+listeners=SASL_PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT
+inter.broker.listener.name=SASL_PLAINTEXT
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$ADMIN_USER" password="$ADMIN_PASSWORD";
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$ADMIN_USER" password="$ADMIN_PASSWORD" user_$ADMIN_USER="$ADMIN_PASSWORD";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:$ADMIN_USER
+allow.everyone.if.no.acl.found=false
+EOF
+}
+
+write_config() {
+    local port="${CFG[port]}" cport="${CFG[controller_port]}"
+    mkdir -p "$DATA_DIR"
+    # With SASL it holds the admin password: readable by its owner only.
+    rm -f "$PROPS.tmp"
+    if [ -n "$ADMIN_PASSWORD" ]; then
+        (umask 077 && : >"$PROPS.tmp")
+    fi
+    cat >"$PROPS.tmp" <<EOF
+# Written by deploy/local/kafka.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+$(listener_config "$port" "$cport")
 log.dirs=$DATA_DIR
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
@@ -184,9 +234,13 @@ new_cluster_id() {
 
 format_storage() {
     [ -f "$DATA_DIR/meta.properties" ] && return 0
-    local flog="$KAFKA_DIR/format.log"
+    local flog="$KAFKA_DIR/format.log" scram=()
+    if [ -n "$ADMIN_PASSWORD" ]; then
+        # The super user's credential must exist before the broker can check anyone's.
+        scram=(--add-scram "SCRAM-SHA-512=[name=$ADMIN_USER,password=$ADMIN_PASSWORD]")
+    fi
     "$JAVA" -Dlog4j2.configurationFile="$LOG4J" -cp "$LIBS/*" kafka.tools.StorageTool format \
-        -t "$(new_cluster_id)" -c "$PROPS" >"$flog" 2>&1 9>&- ||
+        -t "$(new_cluster_id)" -c "$PROPS" "${scram[@]}" >"$flog" 2>&1 9>&- ||
         die_with_log "$flog" "formatting the Kafka storage in $DATA_DIR failed (log: $flog)"
 }
 
@@ -213,7 +267,7 @@ cmd_start() {
     take_lock "$KAFKA_DIR/.lock"
     if pid="$(our_pid)"; then
         local running_port
-        running_port="$(sed -n 's/^advertised.listeners=PLAINTEXT:\/\/[^:]*:\([0-9]*\)$/\1/p' "$PROPS")"
+        running_port="$(sed -n 's/^advertised.listeners=[A-Z_]*:\/\/[^:]*:\([0-9]*\)$/\1/p' "$PROPS")"
         if [ "$running_port" != "${CFG[port]}" ]; then
             die "our Kafka (pid $pid, $KAFKA_DIR) listens on port $running_port, but ${CFG[bootstrap]} was asked for: run 'bash deploy/local/kafka.sh stop' first"
         fi

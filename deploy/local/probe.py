@@ -222,8 +222,12 @@ async def kafka_attempt(cfg: KafkaConfig, timeout: float) -> str:
 
     _LAST.message = None
     ms = max(int(timeout * 1000), 500)
+    from ipmg_shared.settings import Settings
+
+    # The project's own client options: with IPMG_KAFKA_SECURITY_PROTOCOL set, it authenticates.
+    options = {**Settings().kafka_client_options(), "bootstrap_servers": cfg.bootstrap}
     client = AIOKafkaAdminClient(
-        bootstrap_servers=cfg.bootstrap,
+        **options,
         request_timeout_ms=ms,
         client_id="ipmg-probe",
     )

@@ -50,19 +50,24 @@ class PrivateKafka:
     port: int
     controller_port: int
     state_dir: Path
+    admin_password: str | None = None  # set: SASL/SCRAM and the KRaft authorizer
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             **os.environ,
             "IPMG_STATE_DIR": str(self.state_dir),
             "IPMG_KAFKA_PORT": str(self.port),
             "IPMG_KAFKA_CONTROLLER_PORT": str(self.controller_port),
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
         }
+        env.pop("IPMG_KAFKA_ADMIN_PASSWORD", None)
+        if self.admin_password:
+            env["IPMG_KAFKA_ADMIN_PASSWORD"] = self.admin_password
+        return env
 
     def start(self) -> None:
         run_script("kafka.sh", "start", self.env())
@@ -80,9 +85,9 @@ class PrivateKafka:
 
 
 @contextmanager
-def private_kafka() -> Iterator[PrivateKafka]:
+def private_kafka(admin_password: str | None = None) -> Iterator[PrivateKafka]:
     with tempfile.TemporaryDirectory(prefix="ipmg-kafka-") as state:
-        broker = PrivateKafka(free_port(), free_port(), Path(state))
+        broker = PrivateKafka(free_port(), free_port(), Path(state), admin_password)
         broker.start()
         try:
             yield broker

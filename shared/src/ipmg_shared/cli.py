@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from datetime import timedelta
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -111,6 +112,73 @@ def topics_create() -> None:
 
     created = run_async(ensure_topics(get_settings()))
     console.print(f"topics created: {', '.join(created)}" if created else "topics: up to date")
+
+
+kafka_app = typer.Typer(help="Kafka principals and ACLs.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+users_app = typer.Typer(help="The SCRAM user of each service.", no_args_is_help=True)
+kafka_app.add_typer(users_app, name="users")
+acls_app = typer.Typer(help="What each principal may do.", no_args_is_help=True)
+kafka_app.add_typer(acls_app, name="acls")
+
+
+@users_app.command("apply")
+def users_apply(
+    passwords_dir: Annotated[
+        Path, typer.Option(help="Folder of kafka_<user>_password files")
+    ] = Path("/run/secrets"),
+    service: Annotated[
+        list[str] | None, typer.Option(help="Only this service or 'viewer' (repeatable)")
+    ] = None,
+) -> None:
+    """Create the SCRAM-SHA-512 user of each service and the viewer, or set its password to
+    its file's."""
+    from ipmg_shared.kafka_acls import USERS, service_principal
+    from ipmg_shared.kafka_admin import upsert_scram_users
+
+    chosen = service or list(USERS)
+    unknown = sorted(set(chosen) - set(USERS))
+    if unknown:
+        raise CliError(f"unknown Kafka user(s): {', '.join(unknown)}; known: {', '.join(USERS)}")
+    passwords = {}
+    for name in chosen:
+        path = passwords_dir / f"kafka_{name}_password"
+        try:
+            passwords[service_principal(name)] = path.read_text().strip()
+        except OSError as error:
+            raise CliError(f"cannot read the Kafka password of {name}: {error}") from error
+    users = run_async(upsert_scram_users(get_settings(), passwords))
+    console.print(f"SCRAM users set: {', '.join(users)}")
+
+
+@acls_app.command("apply")
+def acls_apply() -> None:
+    """Make the broker's ACLs for the system's principals those of ipmg_shared.kafka_acls."""
+    from ipmg_shared.kafka_admin import apply_acls
+
+    added, removed = run_async(apply_acls(get_settings()))
+    for rule in added:
+        console.print(f"added   {rule.describe()}")
+    for rule in removed:
+        console.print(f"removed {rule.describe()}")
+    console.print(f"ACLs: {len(added)} added, {len(removed)} removed")
+
+
+@acls_app.command("list")
+def acls_list(
+    broker: Annotated[bool, typer.Option(help="What the broker holds, not the code")] = False,
+) -> None:
+    """The ACL rules: as the code states them, or (--broker) as the broker holds them."""
+    from ipmg_shared.kafka_acls import acl_rules
+
+    if broker:
+        from ipmg_shared.kafka_admin import service_acls
+
+        rules = run_async(service_acls(get_settings()))
+    else:
+        rules = acl_rules(get_settings().topics)
+    for rule in rules:
+        typer.echo(rule.describe())
 
 
 token_app = typer.Typer(help="Bearer tokens.", no_args_is_help=True)

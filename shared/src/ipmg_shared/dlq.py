@@ -54,7 +54,7 @@ async def dead_letters(settings: Settings) -> list[DeadLetterRecord]:
 
 async def replay(settings: Settings, records: list[DeadLetterRecord]) -> int:
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+        **settings.kafka_client_options(), acks="all", enable_idempotence=True
     )
     await producer.start()
     try:

@@ -15,7 +15,7 @@ async def read_topic(
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Every record now in ``topic``, partition by partition, then stop (no group, no commits)."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **settings.kafka_client_options(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         request_timeout_ms=15000,

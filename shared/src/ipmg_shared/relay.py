@@ -34,7 +34,7 @@ ProducerFactory = Callable[[], AIOKafkaProducer]
 def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     # aiokafka defaults to acks=1 without idempotence: both are set explicitly.
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **settings.kafka_client_options(),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,

@@ -15,6 +15,7 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ipmg_shared.asyncapi import asyncapi_document
@@ -83,11 +84,26 @@ class ServiceDefinition:
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
     return KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=broker_security(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
         request_timeout_ms=int(settings.kafka_send_timeout_s * 1000),
         logger=None,
+    )
+
+
+def broker_security(settings: Settings) -> BaseSecurity | None:
+    """FastStream takes security as an object: the same options as every aiokafka client."""
+    options = settings.kafka_client_options()
+    if options["security_protocol"] == "PLAINTEXT":
+        return None
+    kind = {"SCRAM-SHA-512": SASLScram512, "SCRAM-SHA-256": SASLScram256, "PLAIN": SASLPlaintext}
+    return kind[options["sasl_mechanism"]](
+        options["sasl_plain_username"],
+        options["sasl_plain_password"],
+        ssl_context=options.get("ssl_context"),
+        use_ssl=options["security_protocol"] == "SASL_SSL",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -69,6 +70,12 @@ class Settings(BaseSettings):
     pool_acquire_timeout_s: float = 10.0
     db_command_timeout_s: float = 30.0
     kafka_send_timeout_s: float = 30.0
+    # How every Kafka client of this process authenticates: PLAINTEXT (local development) or
+    # SASL with this process's own principal, so the broker's ACLs can hold it to its topics.
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
     relay_batch_size: int = 1000
     relay_poll_interval_s: float = 1.0
     consumer_max_attempts: int = 3
@@ -99,6 +106,30 @@ class Settings(BaseSettings):
         password = quote(self.service_db_password.get_secret_value(), safe="")
         netloc = f"{user}:{password}@{host}{port}"
         return urlunsplit((parts.scheme, netloc, "/" + self.service_database(service), "", ""))
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection and authentication keyword arguments for every aiokafka client."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return options
+        if not self.kafka_sasl_username:
+            raise ValueError(
+                f"IPMG_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs"
+                " IPMG_KAFKA_SASL_USERNAME and IPMG_KAFKA_SASL_PASSWORD"
+            )
+        options |= {
+            "sasl_mechanism": self.kafka_sasl_mechanism,
+            "sasl_plain_username": self.kafka_sasl_username,
+            "sasl_plain_password": self.kafka_sasl_password.get_secret_value(),
+        }
+        if self.kafka_security_protocol == "SASL_SSL":
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context()  # the system's trusted CAs
+        return options
 
     def http_port(self, service: str) -> int:
         return DEFAULT_HTTP_PORTS[service]

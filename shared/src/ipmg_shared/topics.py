@@ -30,9 +30,7 @@ def topic_specs(settings: Settings, sources: Iterable[str] = WRITE_SOURCES) -> l
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=15000
-    )
+    return AIOKafkaAdminClient(**settings.kafka_client_options(), request_timeout_ms=15000)
 
 
 async def ensure_topics(settings: Settings, sources: Iterable[str] = WRITE_SOURCES) -> list[str]:

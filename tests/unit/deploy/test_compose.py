@@ -35,6 +35,7 @@ import yaml
 from prometheus_client import Counter, Gauge
 
 from ipmg_shared import metrics
+from ipmg_shared.kafka_acls import ADMIN_PRINCIPAL, USERS, VIEWER, service_principal
 from ipmg_shared.settings import DEFAULT_HTTP_PORTS, SERVICES, WRITE_SOURCES, Settings
 from ipmg_shared.topics import topic_specs
 
@@ -308,6 +309,8 @@ def test_the_services_start_after_the_migrate_job() -> None:
     assert migrate["command"][2].split(" && ") == [
         "ipmg migrate",
         "ipmg topics create",
+        "ipmg kafka users apply",
+        "ipmg kafka acls apply",
         "ipmg audit keys generate --missing-only",
     ]
     for name in SERVICES:
@@ -357,7 +360,7 @@ def test_the_three_broker_block_is_consistent() -> None:
     for name, service in brokers.items():
         env_of = environment_of(service)
         assert set(env_of["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters
-        assert env_of["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{service['hostname']}:9092"
+        assert env_of["KAFKA_ADVERTISED_LISTENERS"] == f"CLIENT://{service['hostname']}:9092"
         assert service["hostname"] == name
         assert env_of["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
         assert env_of["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
@@ -439,6 +442,107 @@ def test_secrets_are_files_never_values() -> None:
         if "postgres_password" in service.get("secrets", ())
     }
     assert holders == {"postgres", "migrate", "ops"}, "the admin password reaches too far"
+
+
+# --- Kafka: authentication and ACLs ---------------------------------------------------------
+
+
+def kafka_brokers(compose: Json) -> dict[str, Json]:
+    return {
+        name: service
+        for name, service in services(compose).items()
+        if "KAFKA_NODE_ID" in environment_of(service)
+    }
+
+
+def kafka_secrets(service: Json) -> set[str]:
+    return {s for s in service.get("secrets", ()) if s.startswith("kafka_")}
+
+
+@pytest.mark.parametrize("name", ["defaults", "three brokers"])
+def test_every_broker_authenticates_every_listener_and_authorizes(name: str) -> None:
+    compose = variant(name)
+    for broker, service in kafka_brokers(compose).items():
+        env = environment_of(service)
+        protocols = dict(
+            pair.split(":") for pair in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+        )
+        listeners = {entry.split("://")[0] for entry in env["KAFKA_LISTENERS"].split(",")}
+        assert listeners <= set(protocols), broker
+        assert set(protocols.values()) == {"SASL_PLAINTEXT"}, f"{broker}: a listener without auth"
+        assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+        assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == (
+            "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        )
+        assert env["KAFKA_SUPER_USERS"] == f"User:{ADMIN_PRINCIPAL}"
+        assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+        assert kafka_secrets(service) == {"kafka_admin_password"}
+        assert (
+            "--command-config /tmp/ipmg-kafka/admin.properties" in service["healthcheck"]["test"][1]
+        )
+
+
+def kafka_launcher() -> str:
+    script: str = interpolate(_parsed_compose()["x-kafka-launcher"], {})
+    return script
+
+
+def test_the_kafka_launcher_is_valid_shell_and_bootstraps_only_the_super_user() -> None:
+    script = kafka_launcher()
+    checked = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert script.count("--add-scram") == 1
+    assert f"SCRAM-SHA-512=[name={ADMIN_PRINCIPAL}," in script
+    assert script.rstrip().endswith("exec /etc/kafka/docker/run")
+    for broker in kafka_brokers(rendered({})).values():
+        assert broker["entrypoint"] == ["/bin/bash", "-c", script, "kafka-launcher"]
+
+
+def test_each_service_is_its_own_kafka_principal_with_its_own_secret() -> None:
+    compose = rendered({})
+    for name in SERVICES:
+        service = services(compose)[name]
+        env = environment_of(service)
+        assert env["IPMG_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["IPMG_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["IPMG_KAFKA_SASL_USERNAME"] == service_principal(name)
+        assert env["IPMG_KAFKA_SASL_PASSWORD_FILE"] == f"/run/secrets/kafka_{name}_password"
+        assert kafka_secrets(service) == {f"kafka_{name}_password"}, "one principal per service"
+
+
+def test_the_kafka_admin_password_reaches_only_the_brokers_and_the_admin_jobs() -> None:
+    compose = rendered(three_broker_env())
+    holders = {
+        name
+        for name, service in services(compose).items()
+        if "kafka_admin_password" in service.get("secrets", ())
+    }
+    assert holders == {"kafka", "kafka-2", "kafka-3", "migrate", "ops"}
+    for name in ("migrate", "ops"):
+        env = environment_of(services(compose)[name])
+        assert env["IPMG_KAFKA_SASL_USERNAME"] == ADMIN_PRINCIPAL
+        assert env["IPMG_KAFKA_SASL_PASSWORD_FILE"] == "/run/secrets/kafka_admin_password"
+
+
+def test_the_migrate_job_sets_every_user_of_the_acl_model() -> None:
+    """`ipmg kafka users apply` reads /run/secrets/kafka_<user>_password for each user."""
+    compose = rendered({})
+    migrate = services(compose)["migrate"]
+    wanted = {f"kafka_{user}_password" for user in USERS}
+    assert kafka_secrets(migrate) == wanted | {"kafka_admin_password"}
+    assert wanted | {"kafka_admin_password"} <= set(compose["secrets"])
+
+
+def test_the_kafka_ui_is_the_viewer() -> None:
+    ui = services(rendered({}))["kafka-ui"]
+    assert kafka_secrets(ui) == {f"kafka_{VIEWER}_password"}
+    env = environment_of(ui)
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    script = ui["entrypoint"][2]
+    assert f'username=\\"{service_principal(VIEWER)}\\"' in script
+    assert f"/run/secrets/kafka_{VIEWER}_password" in script
+    assert env["KAFKA_CLUSTERS_0_READONLY"] == "true"
 
 
 def test_volumes_are_declared_and_used() -> None:

@@ -23,7 +23,7 @@ class TopicReader:
     def __init__(self, settings: Settings, topics: Sequence[str]) -> None:
         self._topics = list(topics)
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **settings.kafka_client_options(),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=15_000,
