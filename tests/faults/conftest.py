@@ -17,6 +17,7 @@ from uuid import uuid4
 
 import pytest
 
+from ipmg_reporting.projections import SOURCES
 from ipmg_shared.audit import CHECKPOINT_TYPE
 from ipmg_shared.db import create_pool
 from ipmg_shared.envelope import Envelope
@@ -60,6 +61,7 @@ async def check_nothing_lost(settings: Settings, load: LoadReport) -> dict[str, 
     rebuild (`ipmg reporting rebuild`) row for row; `ipmg audit verify` passes.
 
     Call it while the reporting service runs: its live consumer is waited for first."""
+    started = time.monotonic()
     assert load.server_errors == 0, load.statuses
     assert not load.abandoned, load.abandoned
     accepted = set(load.accepted.values())
@@ -72,13 +74,16 @@ async def check_nothing_lost(settings: Settings, load: LoadReport) -> dict[str, 
     assert set(scheduled) == accepted, "every accepted command, and nothing else, is stored"
     assert set(scheduled.values()) == {1}, "no command applied twice"
 
-    on_topic: Counter[str] = Counter()
-    async for record in read_topic(settings, settings.topics.events("meetings")):
-        envelope = Envelope.from_bytes(record.value or b"")
-        on_topic[str(envelope.event_id)] += 1
-    assert set(on_topic) == {event.event_id for event in stores["meetings"]}, (
-        "every stored event reached the topic, and nothing else"
-    )
+    on_topic: Counter[str] = Counter()  # event id -> records on the topics reporting reads
+    for source, events in stores.items():
+        published: set[str] = set()
+        async for record in read_topic(settings, settings.topics.events(source)):
+            envelope = Envelope.from_bytes(record.value or b"")
+            on_topic[str(envelope.event_id)] += 1
+            published.add(str(envelope.event_id))
+        assert published == {event.event_id for event in events}, (
+            f"every event of the {source} store reached its topic, and nothing else"
+        )
 
     resolutions = await create_pool(settings.service_dsn("resolutions"), settings, max_size=2)
     try:
@@ -90,20 +95,23 @@ async def check_nothing_lost(settings: Settings, load: LoadReport) -> dict[str, 
     finally:
         await resolutions.close()
     assert known == len(accepted)
+    reporting = await check_reporting(settings, accepted, stores, on_topic.total())
+    # Both consumers have caught up by now: whatever they could not apply would be here.
     dead_letters = [r async for r in read_topic(settings, settings.topics.dead_letter)]
     assert not dead_letters, [dict(r.headers or ()).get("x-ipmg-reason") for r in dead_letters]
     return {
         **load.figures(),
-        "events_lost": len(stores["meetings"]) - len(on_topic),
+        "events_lost": sum(len(events) for events in stores.values()) - len(on_topic),
         "effects_applied": int(applied),
         "duplicate_effects": int(applied) - int(known),
         "duplicates_on_topic": on_topic.total() - len(on_topic),
         "dead_lettered": len(dead_letters),
-        **await check_reporting(settings, accepted, stores),
+        **reporting,
+        "end_check_ms": int((time.monotonic() - started) * 1000),
     }
 
 
-REPORTED_SOURCES = ("meetings", "resolutions")  # the write sources reporting projects
+REPORTED_SOURCES = tuple(SOURCES)  # the write sources reporting projects
 
 
 @dataclass(frozen=True)
@@ -142,12 +150,14 @@ async def reporting_checkpoints(settings: Settings) -> dict[str, tuple[int, int]
     return {row["source"]: (row["last_position"], row["events_applied"]) for row in rows}
 
 
-async def check_reporting(
-    settings: Settings, accepted: set[str], stores: dict[str, list[StoredEvent]]
-) -> dict[str, int]:
-    """The live projection holds every stored event exactly once, then equals a rebuild."""
-    # Each store is on its topic (checked above and by the audit): reporting has caught up
-    # when its checkpoints reach each store's head.
+async def wait_for_reporting(
+    settings: Settings, stores: dict[str, list[StoredEvent]] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Until reporting's live consumer has applied each store up to its head (every stored
+    event is on the topic: checked by ``check_nothing_lost`` and the audit). Returns, per
+    source with events, the head position and the number of events: its checkpoint then."""
+    if stores is None:
+        stores = {source: await stored_events(settings, source) for source in REPORTED_SOURCES}
     expected = {
         source: (events[-1].position, len(events)) for source, events in stores.items() if events
     }
@@ -160,6 +170,20 @@ async def check_reporting(
         )
 
     await wait_until(caught_up, timeout=120, interval=0.2)
+    return expected
+
+
+async def check_reporting(
+    settings: Settings,
+    accepted: set[str],
+    stores: dict[str, list[StoredEvent]],
+    on_topics: int,
+) -> dict[str, int]:
+    """The live projection holds every stored event exactly once, then equals a rebuild.
+
+    ``on_topics``: the records on the topics reporting reads; a re-published event (after an
+    unknown outcome) is one more record, which the rebuild reads and skips as a duplicate."""
+    expected = await wait_for_reporting(settings, stores)
     await asyncio.sleep(0.5)  # an event applied twice would show in the counts now
     live = await projection_rows(settings)
 
@@ -198,10 +222,13 @@ async def check_reporting(
         run_ipmg(settings, "reporting", "rebuild"), run_ipmg(settings, "audit", "verify")
     )
     assert rebuild.returncode == 0, rebuild.stdout + rebuild.stderr
-    assert f"{applied:,} applied, {len(live['documents']):,} documents" in rebuild.stdout, (
+    summary = " ".join(rebuild.stdout.split())  # the last line, even if the console wrapped it
+    assert f"{on_topics:,} events read, {applied:,} applied, " in summary, rebuild.stdout
+    assert f", {len(live['documents']):,} documents in " in summary, rebuild.stdout
+    duplicates = on_topics - stored
+    assert summary.endswith(f"; skipped: {duplicates} duplicate" if duplicates else " events"), (
         rebuild.stdout
     )
-    assert "skipped" not in rebuild.stdout, rebuild.stdout
     rebuilt = await projection_rows(settings)
     differences = row_differences(live, rebuilt)
     assert not differences, differences
@@ -239,7 +266,7 @@ def check_audit(
     table = audit_table(done.stdout)
     assert set(table) == set(WRITE_SOURCES), done.stdout
     for source, row in table.items():
-        events = stores.get(source, [])  # the notifications service does not run here
+        events = stores.get(source, [])
         head = events[-1].position if events else 0
         assert row["result"] == "ok", done.stdout
         assert (row["events"], row["head position"]) == (str(len(events)), str(head)), source

@@ -23,6 +23,7 @@ from tests.faults.conftest import (
     prepare,
     reporting_checkpoints,
     stored_events,
+    wait_for_reporting,
 )
 from tests.support.load import MeetingLoad
 from tests.support.processes import (
@@ -187,7 +188,8 @@ async def test_rewound_offsets_apply_nothing_twice(
             reporting.wait_ready()
             async with MeetingLoad(meetings.url, secretariat(settings)) as load:
                 await asyncio.sleep(STEADY_S)
-            await wait_until(lambda: _caught_up(settings, load.report.accepted), timeout=60)
+            await wait_until(lambda: _caught_up(settings, load.report.accepted), timeout=120)
+            await wait_for_reporting(settings)  # so that all it reads again is a duplicate
         # Both consumers are stopped: rewind their groups to the start of every topic.
         topics = [settings.topics.events(source) for source in ("meetings", "resolutions")]
         for consumer in consumers:
@@ -201,11 +203,17 @@ async def test_rewound_offsets_apply_nothing_twice(
             for service in restarted.values():
                 service.wait_ready()
 
-            async def read_everything_again() -> bool:
-                counts = [await consumed(restarted[c], c, "duplicate") for c in consumers]
-                return all(count >= stored for count in counts)
+            skipped: dict[str, int] = {}
 
-            await wait_until(read_everything_again, timeout=120, interval=0.5)
+            async def read_everything_again() -> bool:
+                for consumer in consumers:
+                    skipped[consumer] = await consumed(restarted[consumer], consumer, "duplicate")
+                return all(count >= stored for count in skipped.values())
+
+            try:
+                await wait_until(read_everything_again, timeout=120, interval=0.5)
+            except AssertionError as error:
+                raise AssertionError(f"{stored} events; skipped again: {skipped}") from error
             figures["offsets_rewound"] = found = await check_nothing_lost(settings, load.report)
             found["redelivered_after_restart"] = await consumed(reporting, "reporting", "duplicate")
     assert found["duplicate_effects"] == 0
