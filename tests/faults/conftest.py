@@ -129,8 +129,7 @@ async def stored_events(settings: Settings, source: str) -> list[StoredEvent]:
     try:
         rows = await pool.fetch(
             "SELECT position, event_id::text AS event_id, type, stream_id, stream_version "
-            "FROM events "
-            "ORDER BY position"
+            "FROM events ORDER BY position"
         )
     finally:
         await pool.close()
@@ -222,7 +221,7 @@ async def check_reporting(
         run_ipmg(settings, "reporting", "rebuild"), run_ipmg(settings, "audit", "verify")
     )
     assert rebuild.returncode == 0, rebuild.stdout + rebuild.stderr
-    summary = " ".join(rebuild.stdout.split())  # the last line, even if the console wrapped it
+    summary = " ".join(rebuild.stdout.split())  # ends with the summary, even if wrapped
     assert f"{on_topics:,} events read, {applied:,} applied, " in summary, rebuild.stdout
     assert f", {len(live['documents']):,} documents in " in summary, rebuild.stdout
     duplicates = on_topics - stored
