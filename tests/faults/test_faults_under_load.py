@@ -1,5 +1,6 @@
 """Faults under a steady load: Kafka killed, PostgreSQL restarted, services killed mid-batch,
-consumer offsets rewound. After each: nothing lost, nothing applied twice, audit passes."""
+consumer offsets rewound. After each: nothing lost, nothing applied twice (by resolutions and
+by reporting's live projection), the projection equals a fresh rebuild, audit passes."""
 
 from __future__ import annotations
 
@@ -9,14 +10,28 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from ipmg_shared.settings import Settings
-from tests.faults.conftest import check_nothing_lost, isolated, prepare
+from tests.faults.conftest import (
+    check_nothing_lost,
+    isolated,
+    prepare,
+    reporting_checkpoints,
+    stored_events,
+    wait_for_reporting,
+)
 from tests.support.load import MeetingLoad
-from tests.support.processes import private_kafka, private_postgres, running_service
+from tests.support.processes import (
+    ServiceProcess,
+    private_kafka,
+    private_postgres,
+    running_service,
+)
 from tests.support.tokens import secretariat
 from tests.support.waiting import wait_until
 
@@ -35,9 +50,10 @@ async def test_kafka_killed_and_restarted_under_load(
         with (
             running_service("meetings", settings, logs) as meetings,
             running_service("resolutions", settings, logs) as resolutions,
+            running_service("reporting", settings, logs) as reporting,
         ):
-            meetings.wait_ready()
-            resolutions.wait_ready()
+            for service in (meetings, resolutions, reporting):
+                service.wait_ready()
             async with MeetingLoad(meetings.url, secretariat(settings)) as load:
                 await asyncio.sleep(STEADY_S)
                 await asyncio.to_thread(broker.kill)
@@ -68,9 +84,10 @@ async def test_postgres_restarted_under_load(
         with (
             running_service("meetings", settings, logs) as meetings,
             running_service("resolutions", settings, logs) as resolutions,
+            running_service("reporting", settings, logs) as reporting,
         ):
-            meetings.wait_ready()
-            resolutions.wait_ready()
+            for service in (meetings, resolutions, reporting):
+                service.wait_ready()
             async with MeetingLoad(meetings.url, secretariat(settings)) as load:
                 await asyncio.sleep(STEADY_S)
                 await asyncio.to_thread(server.stop)
@@ -83,37 +100,76 @@ async def test_postgres_restarted_under_load(
             await wait_until(lambda: _caught_up(settings, report.accepted), timeout=120)
             figures["postgres_restarted"] = await check_nothing_lost(settings, report)
             # Recovered without a restart: the same processes still serve.
-            assert meetings.process.poll() is None
-            assert resolutions.process.poll() is None
+            for service in (meetings, resolutions, reporting):
+                assert service.process.poll() is None, service.name
 
 
-@pytest.mark.parametrize("victim", ["meetings", "resolutions"])
+@pytest.mark.parametrize("victim", ["meetings", "resolutions", "reporting"])
 async def test_service_killed_mid_batch_and_restarted(
     kafka: Settings, logs: Path, figures: dict[str, Any], victim: str
 ) -> None:
     settings = isolated(kafka, f"kill{victim[:4]}").model_copy(update={"relay_batch_size": 5})
     await prepare(settings)
-    services = {}
-    with running_service("meetings", settings, logs) as meetings:
-        services["meetings"] = meetings
-        meetings.wait_ready()
-        with running_service("resolutions", settings, logs) as resolutions:
-            services["resolutions"] = resolutions
-            resolutions.wait_ready()
-            async with MeetingLoad(meetings.url, secretariat(settings)) as load:
+    with (
+        running_service("meetings", settings, logs) as meetings,
+        running_service("resolutions", settings, logs) as resolutions,
+        running_service("reporting", settings, logs) as reporting,
+    ):
+        services = {service.name: service for service in (meetings, resolutions, reporting)}
+        for service in services.values():
+            service.wait_ready()
+        async with MeetingLoad(meetings.url, secretariat(settings)) as load:
+            await asyncio.sleep(STEADY_S)
+            at_kill = await applied_by(settings, victim)
+            assert services[victim].stop(signal.SIGKILL) == -signal.SIGKILL
+            assert at_kill > 0, f"{victim} was at work when killed"
+            await asyncio.sleep(1)
+            with running_service(victim, settings, logs) as restarted:
+                if victim == "meetings":
+                    load.url = restarted.url
+                restarted.wait_ready()
                 await asyncio.sleep(STEADY_S)
-                services[victim].stop(signal.SIGKILL)
-                await asyncio.sleep(1)
-                with running_service(victim, settings, logs) as restarted:
-                    if victim == "meetings":
-                        load.url = restarted.url
-                    restarted.wait_ready()
-                    await asyncio.sleep(STEADY_S)
-                    await load.stop()
-                    await wait_until(
-                        lambda: _caught_up(settings, load.report.accepted), timeout=120
+                await load.stop()
+                await wait_until(lambda: _caught_up(settings, load.report.accepted), timeout=120)
+                found = await check_nothing_lost(settings, load.report)
+                if victim != "meetings":  # what the killed consumer had not committed came again
+                    found["redelivered_after_restart"] = await consumed(
+                        restarted, victim, "duplicate"
                     )
-            figures[f"{victim}_killed"] = await check_nothing_lost(settings, load.report)
+    figures[f"{victim}_killed"] = found
+
+
+async def applied_by(settings: Settings, service: str) -> int:
+    """What a service had done so far: events stored (meetings) or applied (a consumer)."""
+    if service == "meetings":
+        return len(await stored_events(settings, "meetings"))
+    if service == "reporting":
+        return sum(count for _, count in (await reporting_checkpoints(settings)).values())
+    connection = await asyncpg.connect(settings.service_dsn(service))
+    try:
+        applied = await connection.fetchval(
+            "SELECT coalesce(sum(events_applied), 0) FROM consumer_sources WHERE consumer = $1",
+            service,
+        )
+    finally:
+        await connection.close()
+    return int(applied)
+
+
+async def consumed(service: ServiceProcess, consumer: str, outcome: str) -> int:
+    """Events a running consumer handled with ``outcome`` since it started (its /metrics)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        text = (await client.get(f"{service.url}/metrics")).text
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "ipmg_events_consumed_total"
+            and sample.labels.get("consumer") == consumer
+            and sample.labels.get("outcome") == outcome
+        )
+    )
 
 
 async def test_rewound_offsets_apply_nothing_twice(
@@ -121,25 +177,50 @@ async def test_rewound_offsets_apply_nothing_twice(
 ) -> None:
     settings = isolated(kafka, "rewind")
     await prepare(settings)
+    consumers = ("resolutions", "reporting")
     with running_service("meetings", settings, logs) as meetings:
         meetings.wait_ready()
-        with running_service("resolutions", settings, logs) as resolutions:
+        with (
+            running_service("resolutions", settings, logs) as resolutions,
+            running_service("reporting", settings, logs) as reporting,
+        ):
             resolutions.wait_ready()
+            reporting.wait_ready()
             async with MeetingLoad(meetings.url, secretariat(settings)) as load:
                 await asyncio.sleep(STEADY_S)
-            await wait_until(lambda: _caught_up(settings, load.report.accepted), timeout=60)
-        # resolutions is stopped: rewind its consumer group to the start of the topic.
-        await _rewind(
-            settings, settings.topics.group("resolutions"), settings.topics.events("meetings")
-        )
-        with running_service("resolutions", settings, logs) as resolutions:
-            resolutions.wait_ready()
-            await asyncio.sleep(STEADY_S)  # it reads everything again
-    figures["offsets_rewound"] = await check_nothing_lost(settings, load.report)
-    assert figures["offsets_rewound"]["duplicate_effects"] == 0
+            await wait_until(lambda: _caught_up(settings, load.report.accepted), timeout=120)
+            await wait_for_reporting(settings)  # so that all it reads again is a duplicate
+        # Both consumers are stopped: rewind their groups to the start of every topic.
+        topics = [settings.topics.events(source) for source in ("meetings", "resolutions")]
+        for consumer in consumers:
+            await _rewind(settings, settings.topics.group(consumer), topics)
+        stored = len(await stored_events(settings, "meetings"))
+        with (
+            running_service("resolutions", settings, logs) as resolutions,
+            running_service("reporting", settings, logs) as reporting,
+        ):
+            restarted = {"resolutions": resolutions, "reporting": reporting}
+            for service in restarted.values():
+                service.wait_ready()
+
+            skipped: dict[str, int] = {}
+
+            async def read_everything_again() -> bool:
+                for consumer in consumers:
+                    skipped[consumer] = await consumed(restarted[consumer], consumer, "duplicate")
+                return all(count >= stored for count in skipped.values())
+
+            try:
+                await wait_until(read_everything_again, timeout=120, interval=0.5)
+            except AssertionError as error:
+                raise AssertionError(f"{stored} events; skipped again: {skipped}") from error
+            figures["offsets_rewound"] = found = await check_nothing_lost(settings, load.report)
+            found["redelivered_after_restart"] = await consumed(reporting, "reporting", "duplicate")
+    assert found["duplicate_effects"] == 0
+    assert found["reporting_duplicate_effects"] == 0
 
 
-async def _rewind(settings: Settings, group: str, topic: str) -> None:
+async def _rewind(settings: Settings, group: str, topics: list[str]) -> None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=group,
@@ -148,7 +229,11 @@ async def _rewind(settings: Settings, group: str, topic: str) -> None:
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()  # partitions of a topic not subscribed
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in consumer.partitions_for_topic(topic) or ()
+        ]
         consumer.assign(partitions)
         await consumer.commit(dict.fromkeys(partitions, 0))
     finally:

@@ -37,6 +37,8 @@ from ipmg_shared.runtime import ServiceRuntime
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore, NewEvent
 from ipmg_shared.topics import ensure_topics
+from tests.support.reporting import admin_connection as admin_connection
+from tests.support.reporting import projection_rows as projection_rows
 from tests.support.waiting import wait_until
 from tests.unit.reporting.history import Commit
 
@@ -44,25 +46,6 @@ REGISTRIES = {
     "meetings": meeting_events.REGISTRY,
     "resolutions": resolution_events.REGISTRY,
     "notifications": notification_events.REGISTRY,
-}
-
-# Every table of a projection copy, read in a fixed order; what differs by construction
-# (when a row was written) is left out.
-PROJECTION_ROWS = {
-    "projection_version": "SELECT version FROM {schema}.projection_version",
-    "documents": "SELECT kind, entity_id, version, doc::text FROM {schema}.documents "
-    "ORDER BY kind, entity_id",
-    "timeline": "SELECT entity_id, source, position, recorded_at, is_primary, entry::text "
-    "FROM {schema}.timeline ORDER BY entity_id, source, position",
-    "event_log": "SELECT source, position, event_id, recorded_at, envelope::text "
-    "FROM {schema}.event_log ORDER BY source, position",
-    "consumer_streams": "SELECT consumer, stream_id, last_version "
-    "FROM {schema}.consumer_streams ORDER BY consumer, stream_id",
-    "consumer_sources": "SELECT consumer, source, last_position, events_applied "
-    "FROM {schema}.consumer_sources ORDER BY consumer, source",
-    # A rebuild makes its secondary indexes after the bulk load: the same ones.
-    "indexes": "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = '{schema}' "
-    "ORDER BY indexname",
 }
 
 
@@ -200,21 +183,6 @@ async def running_reporting(settings: Settings) -> AsyncIterator[InProcessReport
         ) as client,
     ):
         yield InProcessReporting(runtime, client, reader_token(settings))
-
-
-async def admin_connection(settings: Settings) -> asyncpg.Connection:
-    return await asyncpg.connect(settings.admin_dsn(settings.service_database("reporting")))
-
-
-async def projection_rows(settings: Settings, schema: str = "live") -> dict[str, list[Any]]:
-    connection = await admin_connection(settings)
-    try:
-        return {
-            table: [tuple(row) for row in await connection.fetch(sql.format(schema=schema))]
-            for table, sql in PROJECTION_ROWS.items()
-        }
-    finally:
-        await connection.close()
 
 
 async def events_applied(settings: Settings) -> int:
