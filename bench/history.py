@@ -101,7 +101,7 @@ async def publish_history(settings: Settings, events: int) -> int:
     """
     templates, counts = block()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **settings.kafka_client_options(),
         acks=1,
         max_batch_size=1024 * 1024,
         max_request_size=8 * 1024 * 1024,

@@ -185,7 +185,7 @@ async def raw_consumer_child(settings: Settings) -> dict[str, Any]:
     # Subscribed without a group: every partition is assigned, read from the earliest offset.
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **settings.kafka_client_options(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
