@@ -102,9 +102,9 @@ CREATE TRIGGER {CHANNEL} AFTER INSERT ON live.event_log
 @dataclass(frozen=True)
 class LatencySizes:
     ladder: tuple[int, ...]  # offered rates, in order; after a failing one only `fixed` run
-    fixed: tuple[int, ...]  # always run, each beside the floor
+    fixed: tuple[int, ...]  # always run; peak memory is reported at each
     seconds: float  # ours, per rate
-    floor_seconds: float  # the floor, per fixed rate
+    floor_seconds: float  # the floor, per rate
 
 
 # --- a light HTTP/1.1 client ----------------------------------------------------------------
@@ -753,7 +753,7 @@ class LatencyResult:
             "",
             "**Memory of each service process, MiB**: resident at rest (after start-up and "
             "warm-up), then the peak (VmHWM) up to the end of each rate's run; and CPU time per "
-            "command over the whole run",
+            "command over the runs of ours (not the floor's)",
             "",
             "| service | at rest | "
             + " | ".join(f"peak to {rate}/s" for rate in rates)
@@ -825,15 +825,16 @@ async def measure(system: System, sizes: LatencySizes) -> LatencyResult:
             )
             if rate in sizes.fixed:
                 after[rate] = system.memory()
-                base = await open_loop(
-                    FLOOR, rate, sizes.floor_seconds, floor.tracker, floor.round_trip
-                )
-                floors[rate] = base
-                q = base.quantiles()
-                say(
-                    f"latency {rate:4}/s floor: p50 {q['p50'] * 1e3:7.1f} p95 "
-                    f"{q['p95'] * 1e3:7.1f} p99 {q['p99'] * 1e3:7.1f} ms"
-                )
+            # The floor at every rate run: below saturation its ratio is the telling one.
+            base = await open_loop(
+                FLOOR, rate, sizes.floor_seconds, floor.tracker, floor.round_trip
+            )
+            floors[rate] = base
+            q = base.quantiles()
+            say(
+                f"latency {rate:4}/s floor: p50 {q['p50'] * 1e3:7.1f} p95 "
+                f"{q['p95'] * 1e3:7.1f} p99 {q['p99'] * 1e3:7.1f} ms"
+            )
     finally:
         await floor.stop()
     commands = max(system.sent - sent_before, 1)
