@@ -422,7 +422,7 @@ class System:
         """When each event reaches the meetings topic, as a consumer of the bench's sees it."""
         consumer = AIOKafkaConsumer(
             self.settings.topics.events("meetings"),
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            **self.settings.kafka_client_options(),
             group_id=self.settings.topics.group("latency-watch"),
             auto_offset_reset="earliest",
         )
@@ -585,7 +585,7 @@ class Floor:
         self.producer = make_producer(settings, "bench-latency-floor")
         self.consumer = AIOKafkaConsumer(
             self.topic,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **settings.kafka_client_options(),
             group_id=settings.topics.group("latency-floor"),
             auto_offset_reset="earliest",
         )
