@@ -14,15 +14,15 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import append, growth, rebuild, relay
+from bench import append, growth, latency, rebuild, relay
 from bench.machine import describe
 from bench.measure import Case
 from bench.progress import say
-from bench.report import markdown, write_json, write_readme
+from bench.report import markdown, measured_on, write_json, write_readme
 from bench.workspace import workspace
 from ipmg_shared.logging import configure_logging
 
-BENCHMARKS = ("append", "relay", "growth", "rebuild")
+BENCHMARKS = ("append", "relay", "growth", "rebuild", "latency")
 
 
 def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
@@ -34,6 +34,9 @@ def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
                 history=(10_000, 100_000), commands=100, rounds=rounds or 2
             ),
             "rebuild": rebuild.RebuildSizes(events=(10_000, 100_000), rounds=rounds or 2),
+            "latency": latency.LatencySizes(
+                ladder=(50, 200), fixed=(50, 200), seconds=10, floor_seconds=5
+            ),
         }
     return {
         "append": append.AppendSizes(commands={1: 400, 10: 200}, rounds=rounds or 3),
@@ -45,6 +48,10 @@ def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
         ),
         # The largest size runs once: its rebuild alone takes minutes.
         "rebuild": rebuild.RebuildSizes(events=(10_000, 100_000, 1_000_000), rounds=rounds or 3),
+        # One run per rate (a latency distribution, not a rate to take the median of).
+        "latency": latency.LatencySizes(
+            ladder=(10, 25, 50, 100, 200, 500), fixed=(50, 200, 500), seconds=15, floor_seconds=10
+        ),
     }
 
 
@@ -69,6 +76,7 @@ async def main(argv: Sequence[str]) -> int:
     plan = sizes(options.quick, options.rounds)
     started = time.monotonic()
     cases: list[Case] = []
+    latencies: latency.LatencyResult | None = None
     async with workspace() as space:
         machine = await describe(space.settings)
         if "append" in chosen:
@@ -79,15 +87,23 @@ async def main(argv: Sequence[str]) -> int:
             cases += await growth.run(space, plan["growth"])
         if "rebuild" in chosen:
             cases += await rebuild.run(space, plan["rebuild"])
+        if "latency" in chosen:
+            latencies = await latency.run(space, plan["latency"])
     run = {
         "command": " ".join(["python -m bench", *argv]),
         "minutes": round((time.monotonic() - started) / 60, 1),
         "sizes": {name: vars(plan[name]) for name in chosen},
     }
-    text = markdown(machine, run, cases)
-    print(text)
+    text = markdown(machine, run, cases) if cases else ""
+    end_to_end = latencies.markdown(measured_on(machine, run)) if latencies else ""
+    print("\n\n".join(part for part in (text, end_to_end) if part))
     if not options.no_write:
-        say(f"wrote {write_json(machine, run, cases)} and {write_readme(text)}")
+        extra = {"latency": latencies.to_json()} if latencies else None
+        say(f"wrote {write_json(machine, run, cases, extra)}")
+        if text:  # each block of the README is rewritten only by a run that measured it
+            say(f"wrote {write_readme(text)}")
+        if end_to_end:
+            say(f"wrote {write_readme(end_to_end, block='latency')}")
     return 0
 
 

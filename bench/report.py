@@ -13,8 +13,6 @@ from bench.measure import Case
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.json"
 README = HERE / "README.md"
-START = "<!-- bench:results:start -->"
-END = "<!-- bench:results:end -->"
 TITLES = {
     "append": "Append: commands/s (events/s)",
     "relay": "Relay: events/s from the first send until the last event is acknowledged",
@@ -41,9 +39,15 @@ def _short(name: str) -> str:
     return SHORT.get(name, name)
 
 
-def write_json(machine: dict[str, Any], run: dict[str, Any], cases: Sequence[Case]) -> Path:
+def write_json(
+    machine: dict[str, Any],
+    run: dict[str, Any],
+    cases: Sequence[Case],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     RESULTS.parent.mkdir(exist_ok=True)
     document = {"machine": machine, "run": run, "results": [case.to_json() for case in cases]}
+    document.update(extra or {})
     RESULTS.write_text(json.dumps(document, indent=2) + "\n")
     return RESULTS
 
@@ -90,15 +94,22 @@ def table(cases: Sequence[Case]) -> list[str]:
     return lines
 
 
-def markdown(machine: dict[str, Any], run: dict[str, Any], cases: Sequence[Case]) -> str:
+def measured_on(machine: dict[str, Any], run: dict[str, Any]) -> str:
+    """When, with what command and on what machine and servers a run was made."""
     libraries = ", ".join(f"{name} {version}" for name, version in machine["libraries"].items())
-    lines = [
+    return (
         f"Measured {machine['date']} with `{run['command']}` ({run['minutes']} min) on "
         f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB RAM, "
         f"{machine['os']}; PostgreSQL {machine['postgresql']} "
         f"(synchronous_commit={machine['postgresql_synchronous_commit']}), "
         f"Apache Kafka {machine['kafka']}, Python {machine['python']} ({libraries}). "
-        f"Load average at the start: {', '.join(map(str, machine['load_average_at_start']))}. "
+        f"Load average at the start: {', '.join(map(str, machine['load_average_at_start']))}."
+    )
+
+
+def markdown(machine: dict[str, Any], run: dict[str, Any], cases: Sequence[Case]) -> str:
+    lines = [
+        f"{measured_on(machine, run)} "
         "Rates are medians of the rounds; a ratio `ours ÷ baseline` is the median of the "
         "rounds' own ratios (above 1: ours is faster); CPU is this process's time per unit of "
         "work (median).",
@@ -111,12 +122,14 @@ def markdown(machine: dict[str, Any], run: dict[str, Any], cases: Sequence[Case]
     return "\n".join(lines)
 
 
-def write_readme(text: str) -> Path:
+def write_readme(text: str, block: str = "results") -> Path:
+    """Replace one block of the README (between its markers); the other blocks stay."""
+    start, end = f"<!-- bench:{block}:start -->", f"<!-- bench:{block}:end -->"
     readme = README.read_text() if README.exists() else ""
-    if START in readme and END in readme:
-        before, rest = readme.split(START, 1)
-        after = rest.split(END, 1)[1]
+    if start in readme and end in readme:
+        before, rest = readme.split(start, 1)
+        after = rest.split(end, 1)[1]
     else:
         before, after = readme.rstrip("\n") + "\n\n", "\n"
-    README.write_text(f"{before}{START}\n{text}\n{END}{after}")
+    README.write_text(f"{before}{start}\n{text}\n{end}{after}")
     return README

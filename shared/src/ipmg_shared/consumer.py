@@ -41,6 +41,20 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Both checkpoints (per stream and per source) in one statement: one round trip, in the
+# transaction of the handler's effect.
+CHECKPOINT = """
+WITH stream AS (
+    INSERT INTO consumer_streams (consumer, stream_id, last_version) VALUES ($1, $2, $3)
+    ON CONFLICT (consumer, stream_id) DO UPDATE SET last_version = EXCLUDED.last_version
+)
+INSERT INTO consumer_sources (consumer, source, last_position, events_applied)
+VALUES ($1, $4, $5, 1) ON CONFLICT (consumer, source) DO UPDATE SET
+    last_position = greatest(consumer_sources.last_position, EXCLUDED.last_position),
+    events_applied = consumer_sources.events_applied + 1, updated_at = now()
+"""
+
+
 class EventHandler(Protocol):
     async def __call__(
         self, connection: DbConnection, envelope: Envelope, event: DomainEvent
@@ -213,19 +227,10 @@ class ConsumerRunner:
             if not SYSTEM_EVENTS.knows(envelope.type):
                 await self.subscription.handler(connection, envelope, event)
             await connection.execute(
-                "INSERT INTO consumer_streams (consumer, stream_id, last_version) "
-                "VALUES ($1, $2, $3) ON CONFLICT (consumer, stream_id) "
-                "DO UPDATE SET last_version = EXCLUDED.last_version",
+                CHECKPOINT,
                 self.consumer,
                 envelope.stream_id,
                 envelope.stream_version,
-            )
-            await connection.execute(
-                "INSERT INTO consumer_sources (consumer, source, last_position, events_applied) "
-                "VALUES ($1, $2, $3, 1) ON CONFLICT (consumer, source) DO UPDATE SET "
-                "last_position = greatest(consumer_sources.last_position, EXCLUDED.last_position),"
-                " events_applied = consumer_sources.events_applied + 1, updated_at = now()",
-                self.consumer,
                 envelope.source,
                 envelope.position,
             )
