@@ -29,6 +29,9 @@ def environment() -> Environment:
         loader=PackageLoader("ipmg_notifications", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True),
         undefined=StrictUndefined,
+        # Templates ship with the package and never change while it runs: no freshness check
+        # (a stat per template per message) for every one of a meeting's invitations.
+        auto_reload=False,
     )
     env.filters["long_date"] = long_date
     return env
