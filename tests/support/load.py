@@ -49,12 +49,14 @@ class MeetingLoad:
         clients: int = 4,
         pause_s: float = 0.05,
         drain_s: float = 60.0,
+        year: int = 2018,  # of the meetings: past ones are not notified, future ones are
     ) -> None:
         self.url = url
         self.headers = headers
         self.clients = clients
         self.pause_s = pause_s
         self.drain_s = drain_s
+        self.year = year
         self.report = LoadReport()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -81,7 +83,7 @@ class MeetingLoad:
 
     async def _one(self, client: httpx.AsyncClient, key: str, sequence: int) -> None:
         body = {
-            "scheduled_for": f"2018-{1 + sequence % 12:02d}-15",
+            "scheduled_for": f"{self.year}-{1 + sequence % 12:02d}-15",
             "host_unit": "punjab",
             "venue": f"Lahore {key}",
         }
