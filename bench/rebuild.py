@@ -38,7 +38,6 @@ from bench.workspace import Workspace
 from ipmg_reporting.main import service as reporting_service
 from ipmg_reporting.projections import SOURCES
 from ipmg_reporting.rebuild import rebuild_projection
-from ipmg_shared.db import apply_migrations, provision_service_database
 from ipmg_shared.settings import Settings
 from ipmg_shared.topics import ensure_topics
 
@@ -121,13 +120,7 @@ async def prepare(space: Workspace, events: int) -> Settings:
         }
     )
     await ensure_topics(settings, list(SOURCES))
-    await provision_service_database(settings, "reporting")
-    await apply_migrations(
-        settings,
-        "reporting",
-        reporting_service.migrations(),
-        reporting_service.append_only_tables,
-    )
+    await reporting_service.migrate(settings)
     started = time.monotonic()
     sent = await publish_history(settings, events)
     say(

@@ -30,7 +30,7 @@ from faststream.kafka import KafkaMessage
 from pydantic import SecretStr
 
 from ipmg_meetings.main import service as meetings_service
-from ipmg_shared.db import apply_migrations, create_pool, provision_service_database
+from ipmg_shared.db import create_pool
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.kafka_acls import (
     ADMIN_PRINCIPAL,
@@ -348,10 +348,7 @@ async def test_a_service_process_publishes_its_store_as_its_own_principal(
             "database_prefix": f"{postgres.database_prefix}acl_",
         }
     )
-    await provision_service_database(settings, "meetings")
-    await apply_migrations(
-        settings, "meetings", meetings_service.migrations(), meetings_service.append_only_tables
-    )
+    await meetings_service.migrate(settings)
     pool = await create_pool(settings.service_dsn("meetings"), settings, max_size=2)
     try:
         store = EventStore(pool, "meetings", REGISTRY)

@@ -64,19 +64,11 @@ def migrate(
     service: Annotated[str | None, typer.Option(help="Only this service")] = None,
 ) -> None:
     """Create each service's database and role if missing, then apply new migrations."""
-    from ipmg_shared.db import apply_migrations, provision_service_database
-
     settings = get_settings()
 
     async def go() -> None:
         for definition in _chosen(service):
-            await provision_service_database(settings, definition.name)
-            applied = await apply_migrations(
-                settings,
-                definition.name,
-                definition.migrations(),
-                definition.append_only_tables,
-            )
+            applied = await definition.migrate(settings)
             console.print(
                 f"{definition.name}: {len(applied)} migration(s) applied"
                 + (f" ({', '.join(applied)})" if applied else ", up to date")

@@ -80,6 +80,15 @@ class ServiceDefinition:
     def owns_event_store(self) -> bool:
         return self.registry is not None
 
+    async def migrate(self, settings: Settings) -> list[str]:
+        """Its database and role made if missing, then its new migrations applied (names)."""
+        from ipmg_shared.db import apply_migrations, provision_service_database
+
+        await provision_service_database(settings, self.name)
+        return await apply_migrations(
+            settings, self.name, self.migrations(), self.append_only_tables
+        )
+
 
 def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
     return KafkaBroker(

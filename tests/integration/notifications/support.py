@@ -440,12 +440,8 @@ def isolated_settings(base: Settings) -> Settings:
 
 
 async def prepare_notifications(settings: Settings) -> None:
-    definition = build_service()
     await ensure_topics(settings)
-    await provision_service_database(settings, definition.name)
-    await apply_migrations(
-        settings, definition.name, definition.migrations(), definition.append_only_tables
-    )
+    await build_service().migrate(settings)
 
 
 @dataclass(frozen=True)

@@ -148,13 +148,7 @@ async def write_side(settings: Settings) -> AsyncIterator[WriteSide]:
 
 
 async def migrate_reporting(settings: Settings) -> None:
-    await provision_service_database(settings, "reporting")
-    await apply_migrations(
-        settings,
-        "reporting",
-        reporting_service.migrations(),
-        reporting_service.append_only_tables,
-    )
+    await reporting_service.migrate(settings)
 
 
 @dataclass
