@@ -5,7 +5,9 @@ by reporting's live projection), the projection equals a fresh rebuild, audit pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,21 @@ pytestmark = pytest.mark.infra
 STEADY_S = 3.0
 
 
+@contextlib.contextmanager
+def running_system(
+    settings: Settings, logs: Path
+) -> Iterator[tuple[ServiceProcess, ServiceProcess, ServiceProcess]]:
+    """Meetings, resolutions and reporting as processes, each ready to serve."""
+    with (
+        running_service("meetings", settings, logs) as meetings,
+        running_service("resolutions", settings, logs) as resolutions,
+        running_service("reporting", settings, logs) as reporting,
+    ):
+        for service in (meetings, resolutions, reporting):
+            service.wait_ready()
+        yield meetings, resolutions, reporting
+
+
 async def test_kafka_killed_and_restarted_under_load(
     kafka: Settings, postgres: Settings, logs: Path, figures: dict[str, Any]
 ) -> None:
@@ -47,13 +64,7 @@ async def test_kafka_killed_and_restarted_under_load(
             update={"kafka_bootstrap_servers": broker.bootstrap}
         )
         await prepare(settings)
-        with (
-            running_service("meetings", settings, logs) as meetings,
-            running_service("resolutions", settings, logs) as resolutions,
-            running_service("reporting", settings, logs) as reporting,
-        ):
-            for service in (meetings, resolutions, reporting):
-                service.wait_ready()
+        with running_system(settings, logs) as (meetings, _, _):
             async with MeetingLoad(meetings.url, secretariat(settings)) as load:
                 await asyncio.sleep(STEADY_S)
                 await asyncio.to_thread(broker.kill)
@@ -81,13 +92,7 @@ async def test_postgres_restarted_under_load(
             update={"database_url": SecretStr(server.url)}
         )
         await prepare(settings)
-        with (
-            running_service("meetings", settings, logs) as meetings,
-            running_service("resolutions", settings, logs) as resolutions,
-            running_service("reporting", settings, logs) as reporting,
-        ):
-            for service in (meetings, resolutions, reporting):
-                service.wait_ready()
+        with running_system(settings, logs) as (meetings, resolutions, reporting):
             async with MeetingLoad(meetings.url, secretariat(settings)) as load:
                 await asyncio.sleep(STEADY_S)
                 await asyncio.to_thread(server.stop)
@@ -110,14 +115,9 @@ async def test_service_killed_mid_batch_and_restarted(
 ) -> None:
     settings = isolated(kafka, f"kill{victim[:4]}").model_copy(update={"relay_batch_size": 5})
     await prepare(settings)
-    with (
-        running_service("meetings", settings, logs) as meetings,
-        running_service("resolutions", settings, logs) as resolutions,
-        running_service("reporting", settings, logs) as reporting,
-    ):
-        services = {service.name: service for service in (meetings, resolutions, reporting)}
-        for service in services.values():
-            service.wait_ready()
+    with running_system(settings, logs) as system:
+        meetings = system[0]
+        services = {service.name: service for service in system}
         async with MeetingLoad(meetings.url, secretariat(settings)) as load:
             await asyncio.sleep(STEADY_S)
             at_kill = await applied_by(settings, victim)

@@ -7,23 +7,11 @@ import asyncpg
 import pytest
 
 from ipmg_shared.db import (
-    apply_migrations,
-    consumer_migrations,
     create_pool,
-    event_store_migrations,
     init_connection,
-    provision_service_database,
 )
 from ipmg_shared.settings import Settings
-
-
-async def fresh_service_database(settings: Settings, name: str) -> str:
-    """A new database and role migrated like a write service's; returns the service name."""
-    await provision_service_database(settings, name)
-    await apply_migrations(
-        settings, name, [*event_store_migrations(), *consumer_migrations()], ("events",)
-    )
-    return name
+from tests.support.databases import fresh_service_database
 
 
 @pytest.fixture

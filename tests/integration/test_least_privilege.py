@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 from ipmg_shared.settings import Settings
-from tests.integration.conftest import fresh_service_database
+from tests.support.databases import fresh_service_database
 
 pytestmark = pytest.mark.infra
 

@@ -41,12 +41,8 @@ from ipmg_notifications.settings import NotificationSettings
 from ipmg_resolutions import domain as resolutions
 from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.db import (
-    apply_migrations,
-    consumer_migrations,
     create_pool,
-    event_store_migrations,
     init_connection,
-    provision_service_database,
 )
 from ipmg_shared.events import DomainEvent
 from ipmg_shared.relay import Relay
@@ -54,6 +50,7 @@ from ipmg_shared.runtime import ServiceRuntime
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore, NewEvent
 from ipmg_shared.topics import ensure_topics
+from tests.support.databases import fresh_service_database
 from tests.support.processes import free_port
 from tests.support.waiting import wait_until
 
@@ -247,13 +244,7 @@ class Upstream:
     async def start(self) -> None:
         registries = {"meetings": meetings.REGISTRY, "resolutions": resolutions.REGISTRY}
         for source, registry in registries.items():
-            await provision_service_database(self.settings, source)
-            await apply_migrations(
-                self.settings,
-                source,
-                [*event_store_migrations(), *consumer_migrations()],
-                ("events",),
-            )
+            await fresh_service_database(self.settings, source)
             pool = await create_pool(self.settings.service_dsn(source), self.settings, max_size=4)
             self._pools.append(pool)
             self.stores[source] = EventStore(pool, source, registry, clock=self.clock)

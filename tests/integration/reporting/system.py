@@ -25,11 +25,7 @@ from ipmg_reporting.main import service as reporting_service
 from ipmg_shared.actors import Role, Unit
 from ipmg_shared.auth import issue_token
 from ipmg_shared.db import (
-    apply_migrations,
-    consumer_migrations,
     create_pool,
-    event_store_migrations,
-    provision_service_database,
 )
 from ipmg_shared.events import JsonObject
 from ipmg_shared.relay import Relay
@@ -37,6 +33,7 @@ from ipmg_shared.runtime import ServiceRuntime
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore, NewEvent
 from ipmg_shared.topics import ensure_topics
+from tests.support.databases import fresh_service_database
 from tests.support.reporting import admin_connection as admin_connection
 from tests.support.reporting import projection_rows as projection_rows
 from tests.support.waiting import wait_until
@@ -80,13 +77,7 @@ class WriteSide:
 
     async def start(self) -> WriteSide:
         for source, registry in REGISTRIES.items():
-            await provision_service_database(self.settings, source)
-            await apply_migrations(
-                self.settings,
-                source,
-                [*event_store_migrations(), *consumer_migrations()],
-                ("events",),
-            )
+            await fresh_service_database(self.settings, source)
             pool = await create_pool(self.settings.service_dsn(source), self.settings, max_size=4)
             self._pools.append(pool)
             # The store records each event at the instant of its commit (see ``append``).
