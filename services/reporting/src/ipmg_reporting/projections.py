@@ -14,6 +14,7 @@ skipped (the live consumer dead-letters gaps), and only an applied event moves a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -269,7 +270,14 @@ def document_key(event: DomainEvent) -> DocumentKey | None:
     if found is None:
         return None
     kind, id_field = found
-    return DocumentKey(kind, str(getattr(event, id_field)))
+    return _document_key(kind, getattr(event, id_field))
+
+
+@functools.lru_cache(maxsize=4096)
+def _document_key(kind: DocumentKind, entity_id: object) -> DocumentKey:
+    # Cached: a rebuild asks for an event's key three times, and an entity has several events
+    # in a row; turning a UUID into text is the costly part.
+    return DocumentKey(kind, str(entity_id))
 
 
 @dataclass(frozen=True)
