@@ -7,13 +7,14 @@ import contextlib
 import json
 import subprocess
 from collections.abc import AsyncIterator
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ipmg_shared.consumer import ConsumerRunner, Subscription
+from ipmg_shared.consumer import ConsumerRunner, Delivery, Outcome, Subscription
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.events import DomainEvent
 from ipmg_shared.kafka_reader import read_topic
@@ -181,6 +182,61 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
     ]
     errors = [dict(r.headers)["x-ipmg-error"].decode() for r in letters]
     assert any("payload" in error for error in errors)
+
+
+async def test_a_first_event_handled_twice_at_once_is_applied_once(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    """A stream's first event has no checkpoint row to lock: the same event taken at once by
+    two consumers of one service (its topic's and the retry topic's, each with its own
+    subscriber) must still be applied once."""
+    admin = await asyncpg.connect(kafka.admin_dsn(kafka.service_database(service_name)))
+    await admin.execute("CREATE TABLE effects (stream_id text, stream_version int)")  # no key
+    await admin.execute(f'GRANT SELECT, INSERT ON effects TO "{kafka.service_role(service_name)}"')
+    await admin.close()
+    await store.append("note-1", 0, notes("first"), actor=SECRETARIAT, correlation_id=uuid4())
+    envelope = (await store.read_all(limit=1))[0]
+    both_inside = asyncio.Barrier(2)
+
+    async def handler(connection: Any, envelope: Envelope, event: DomainEvent) -> None:
+        await connection.execute(
+            "INSERT INTO effects VALUES ($1, $2)", envelope.stream_id, envelope.stream_version
+        )
+        await both_inside.wait()  # both have read "no checkpoint yet" before either commits
+
+    subscription = Subscription(
+        consumer=f"twice-{service_name}",
+        sources={service_name: REGISTRY},
+        handler=handler,
+        topic_names=kafka.topics,
+    )
+
+    async def never_dead_lettered(*_: object) -> None:
+        raise AssertionError("nothing here is dead-lettered")
+
+    runner = ConsumerRunner(subscription, service_pool, never_dead_lettered)
+    delivery = Delivery(
+        topic=kafka.topics.events(service_name),
+        partition=0,
+        offset=0,
+        key=envelope.stream_id.encode(),
+        value=envelope.to_bytes(),
+        headers=tuple(envelope.kafka_headers()),
+    )
+
+    outcomes = await asyncio.wait_for(
+        asyncio.gather(runner.process(delivery), runner.process(delivery)), 30
+    )
+
+    assert sorted(outcomes) == [Outcome.APPLIED, Outcome.DUPLICATE]
+    assert await service_pool.fetchval("SELECT count(*) FROM effects") == 1
+    checkpoint = await service_pool.fetchrow(
+        "SELECT s.last_version, p.events_applied FROM consumer_streams s "
+        "JOIN consumer_sources p USING (consumer) WHERE s.consumer = $1",
+        subscription.consumer,
+    )
+    assert checkpoint is not None
+    assert (checkpoint["last_version"], checkpoint["events_applied"]) == (1, 1)
 
 
 async def test_dead_letters_are_listed_and_replayed_to_their_consumer_once_fixed(

@@ -42,16 +42,23 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 
 
 # Both checkpoints (per stream and per source) in one statement: one round trip, in the
-# transaction of the handler's effect.
+# transaction of the handler's effect. The stream's moves only from the version before: a
+# stream's first event has no row to lock when it is read, so the same event handled at once
+# by two consumers (its topic's and the retry topic's) leaves one transaction moving nothing;
+# it returns no row and is rolled back as a duplicate.
 CHECKPOINT = """
 WITH stream AS (
     INSERT INTO consumer_streams (consumer, stream_id, last_version) VALUES ($1, $2, $3)
     ON CONFLICT (consumer, stream_id) DO UPDATE SET last_version = EXCLUDED.last_version
+    WHERE consumer_streams.last_version = EXCLUDED.last_version - 1
+    RETURNING last_version
+), source AS (
+    INSERT INTO consumer_sources (consumer, source, last_position, events_applied)
+    SELECT $1, $4, $5, 1 FROM stream ON CONFLICT (consumer, source) DO UPDATE SET
+        last_position = greatest(consumer_sources.last_position, EXCLUDED.last_position),
+        events_applied = consumer_sources.events_applied + 1, updated_at = now()
 )
-INSERT INTO consumer_sources (consumer, source, last_position, events_applied)
-VALUES ($1, $4, $5, 1) ON CONFLICT (consumer, source) DO UPDATE SET
-    last_position = greatest(consumer_sources.last_position, EXCLUDED.last_position),
-    events_applied = consumer_sources.events_applied + 1, updated_at = now()
+SELECT last_version FROM stream
 """
 
 
@@ -72,6 +79,10 @@ class Outcome(StrEnum):
 class DeadLetter:
     reason: str  # short, stable: undecodable, forged_source, unknown_type, stream_gap, ...
     error: str  # the detail for people
+
+
+class AppliedMeanwhile(Exception):
+    """Another consumer applied the same event while this one was applying it."""
 
 
 class StreamGap(Exception):
@@ -107,6 +118,10 @@ class Subscription:
     topic_names: TopicNames = field(default_factory=TopicNames)
     max_attempts: int = 3
     retry_backoff_s: float = 0.2
+    # A Kafka consumer per topic, so a slow fetch of one topic never holds back another's
+    # records; the handler then runs concurrently across topics (streams stay in order: a
+    # stream is on one topic, and the checkpoint settles a redriven copy, see CHECKPOINT).
+    consumer_per_topic: bool = False
     topics: list[str] = field(init=False)
     registries: dict[str, EventRegistry] = field(init=False)
 
@@ -162,6 +177,11 @@ class ConsumerRunner:
                 except TRANSIENT_ERRORS as error:
                     log.warning("consumer_infrastructure_fault", error=repr(error))
                     return Outcome.RETRY_LATER
+                except AppliedMeanwhile:
+                    EVENTS_CONSUMED.labels(
+                        self.consumer, envelope.source, Outcome.DUPLICATE.value
+                    ).inc()
+                    return Outcome.DUPLICATE
                 except StreamGap as gap:
                     STREAM_GAPS.labels(self.consumer, envelope.source).inc()
                     log.error("stream_version_gap", stream_id=gap.stream_id, detail=str(gap))
@@ -226,7 +246,7 @@ class ConsumerRunner:
                 raise StreamGap(envelope.stream_id, last_version + 1, envelope.stream_version)
             if not SYSTEM_EVENTS.knows(envelope.type):
                 await self.subscription.handler(connection, envelope, event)
-            await connection.execute(
+            moved = await connection.fetchval(
                 CHECKPOINT,
                 self.consumer,
                 envelope.stream_id,
@@ -234,6 +254,8 @@ class ConsumerRunner:
                 envelope.source,
                 envelope.position,
             )
+            if moved is None:
+                raise AppliedMeanwhile(envelope.stream_id)  # rolls the handler's effect back
         return Outcome.APPLIED
 
     async def _send_to_dead_letter(

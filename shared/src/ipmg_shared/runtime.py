@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,12 +117,28 @@ def broker_security(settings: Settings) -> BaseSecurity | None:
 
 
 def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -> None:
-    """One FastStream subscriber per consumer: manual ack after the database commit.
+    """A FastStream subscriber per consumer, or per topic: manual ack after the database commit.
 
     FastStream's default ACK_FIRST would commit before handling (at-most-once); MANUAL with
-    single-message handling makes ``ack`` commit exactly what was processed.
+    single-message handling makes ``ack`` commit exactly what was processed. Subscribers of
+    one consumer share its group, so its committed offsets do not depend on the split.
     """
-    uncommitted = 0
+    topics = runner.subscription.topics
+    for subscribed in (
+        [[topic] for topic in topics] if runner.subscription.consumer_per_topic else [topics]
+    ):
+        broker.subscriber(
+            *subscribed,
+            group_id=settings.topics.group(runner.consumer),
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=300_000,
+            decoder=_raw_body,
+        )(_message_handler(runner))
+
+
+def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitable[None]]:
+    uncommitted = 0  # of this subscriber: an ack commits its own consumer's offsets
     last_commit = 0.0
 
     async def on_message(message: KafkaMessage) -> None:
@@ -152,14 +168,7 @@ def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -
             uncommitted, last_commit = 0, now
         _observe_lag(runner.consumer, message, record)
 
-    broker.subscriber(
-        *runner.subscription.topics,
-        group_id=settings.topics.group(runner.consumer),
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset="earliest",
-        max_poll_interval_ms=300_000,
-        decoder=_raw_body,
-    )(on_message)
+    return on_message
 
 
 async def _raw_body(message: Any) -> Any:

@@ -32,6 +32,9 @@ def subscriptions(context: ServiceContext) -> Sequence[Subscription]:
             handler=apply_to_live,
             topic_names=context.settings.topics,
             max_attempts=context.settings.consumer_max_attempts,
+            # Documents are per stream, so topics need no order between them; one consumer
+            # over all would hold a topic's records back while it long-polls the others.
+            consumer_per_topic=True,
         )
     ]
 
