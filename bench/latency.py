@@ -197,7 +197,7 @@ class Probe:
     """One command (or one floor round trip), its scheduled time and what became of it."""
 
     key: str  # the correlation id
-    scheduled: float  # loop time
+    scheduled: float  # time.monotonic(): uvloop's loop clock has only millisecond steps
     answered: float | None = None  # the HTTP answer
     status: int = 0  # 0: no HTTP answer at all
     seen: float | None = None  # visible in reporting, or consumed (the floor)
@@ -356,16 +356,15 @@ async def open_loop(
     fire: Callable[[Probe], Coroutine[Any, Any, None]],
 ) -> Step:
     """Send on a fixed schedule; wait for what was sent to be seen (up to DRAIN_S)."""
-    loop = asyncio.get_running_loop()
     step = Step(contender, offered, seconds)
     tasks: set[asyncio.Task[None]] = set()
-    start = loop.time() + 0.05
+    start = time.monotonic() + 0.05
     for n in range(int(offered * seconds)):
         at = start + n / offered
-        if (delay := at - loop.time()) > 0:
+        if (delay := at - time.monotonic()) > 0:
             await asyncio.sleep(delay)
         oldest = tracker.oldest()
-        if oldest is not None and loop.time() - oldest.scheduled > GIVE_UP_S:
+        if oldest is not None and time.monotonic() - oldest.scheduled > GIVE_UP_S:
             step.gave_up_after_s = round(at - start, 1)
             break
         probe = Probe(str(uuid4()), at)
@@ -375,7 +374,7 @@ async def open_loop(
         tasks.add(task)
         task.add_done_callback(tasks.discard)
     await tracker.wait_empty(DRAIN_S)
-    step.cutoff = loop.time()
+    step.cutoff = time.monotonic()
     # Whatever is still on its way must clear before the next step starts.
     if not await tracker.wait_empty(SETTLE_S):
         say(f"latency: {len(tracker.pending)} still unseen {SETTLE_S:.0f} s after the step")
@@ -427,10 +426,9 @@ class System:
             auto_offset_reset="earliest",
         )
         await consumer.start()
-        loop = asyncio.get_running_loop()
         try:
             async for record in consumer:
-                at = loop.time()
+                at = time.monotonic()
                 key = json.loads(record.value or b"{}").get("correlation_id")
                 if key is not None:
                     self.on_topic[key] = at
@@ -443,13 +441,13 @@ class System:
         Reporting has when the tracker is empty; resolutions and notifications may still be
         working through an overloaded step's backlog, which would load the next measurement.
         """
-        deadline = asyncio.get_running_loop().time() + SETTLE_S
+        deadline = time.monotonic() + SETTLE_S
         meetings = await self.space.admin("meetings")
         consumers = [await self.space.admin(name) for name in ("resolutions", "notifications")]
         try:
             head = await meetings.fetchval("SELECT coalesce(max(position), 0) FROM events")
             for consumer in consumers:
-                while asyncio.get_running_loop().time() < deadline:
+                while time.monotonic() < deadline:
                     applied = await consumer.fetchval(
                         "SELECT coalesce(max(last_position), 0) FROM consumer_sources "
                         "WHERE source = 'meetings'"
@@ -490,13 +488,12 @@ class System:
             )
         for service in self.services.values():
             await asyncio.to_thread(service.wait_ready, 90.0)
-        loop = asyncio.get_running_loop()
-        wall = time.time() - loop.time()  # the database's instants, in loop time
+        wall = time.time() - time.monotonic()  # the database's instants, on the monotonic clock
 
         def visible(_c: object, _pid: int, _channel: str, payload: object) -> None:
             key, *instants = str(payload).split(" ")
             stored, begun, written = (float(instant) - wall for instant in instants)
-            self.tracker.seen(key, loop.time(), (stored, begun, written))
+            self.tracker.seen(key, time.monotonic(), (stored, begun, written))
 
         self.listener = await self.space.admin("reporting")
         await self.listener.add_listener(CHANNEL, visible)
@@ -533,7 +530,7 @@ class System:
         except HTTP_ERRORS:
             self.tracker.failed(probe.key)
             return
-        probe.answered = asyncio.get_running_loop().time()
+        probe.answered = time.monotonic()
         probe.status = status
         if status != 201:
             self.tracker.failed(probe.key)
@@ -596,16 +593,15 @@ class Floor:
         await self.producer.start()
         await self.consumer.start()
         self._reading = asyncio.create_task(self._read())
-        probe = Probe("warm-up", asyncio.get_running_loop().time())
+        probe = Probe("warm-up", time.monotonic())
         self.tracker.add(probe)
         await self.producer.send_and_wait(self.topic, FLOOR_VALUE, key=probe.key.encode())
         if not await self.tracker.wait_empty(30):
             raise RuntimeError("the floor's consumer got nothing in 30 s")
 
     async def _read(self) -> None:
-        loop = asyncio.get_running_loop()
         async for record in self.consumer:
-            self.tracker.seen((record.key or b"").decode(), loop.time())
+            self.tracker.seen((record.key or b"").decode(), time.monotonic())
 
     async def stop(self) -> None:
         if self._reading is not None:
@@ -621,7 +617,7 @@ class Floor:
         except HTTP_ERRORS:
             self.tracker.failed(probe.key)
             return
-        probe.answered = asyncio.get_running_loop().time()
+        probe.answered = time.monotonic()
         probe.status = status
         if status != 200:
             self.tracker.failed(probe.key)

@@ -78,7 +78,7 @@ def actor_from_token(settings: Settings, token: str) -> Actor:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def current_actor(
+async def current_actor(  # async: FastAPI would run a plain def in a worker thread per request
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:

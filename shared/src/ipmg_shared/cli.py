@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Coroutine
 from datetime import timedelta
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import uvloop
 from rich.console import Console
 
 from ipmg_shared.actors import Role, Unit
@@ -36,7 +36,8 @@ class CliError(Exception):
 
 
 def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
+    """A command's work on uvloop, the event loop the services run on."""
+    return uvloop.run(coroutine)
 
 
 @cache
@@ -213,6 +214,8 @@ def _service_app(definition: ServiceDefinition) -> typer.Typer:
             port=port or settings.http_port(definition.name),
             log_level="warning",
             timeout_graceful_shutdown=20,
+            loop="uvloop",  # an event loop and an HTTP parser in C: less CPU per request
+            http="httptools",
         )
 
     if definition.cli is not None:

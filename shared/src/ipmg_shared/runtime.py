@@ -29,7 +29,7 @@ from ipmg_shared.consumer import (
     Subscription,
     dead_letter_headers,
 )
-from ipmg_shared.db import Migration, init_connection
+from ipmg_shared.db import Migration, create_pool
 from ipmg_shared.events import EventRegistry
 from ipmg_shared.logging import get_logger
 from ipmg_shared.metrics import CONSUMER_LAG
@@ -219,16 +219,7 @@ class ServiceRuntime:
         settings = self.settings
         dsn = settings.service_dsn(self.definition.name)
         # min_size=0: the process starts and reports "not ready" while PostgreSQL is down.
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=0,
-            max_size=settings.pool_max_size,
-            timeout=settings.pool_acquire_timeout_s,
-            command_timeout=settings.db_command_timeout_s,
-            init=init_connection,
-            **self.definition.pool_options,
-        )
-        assert pool is not None
+        pool = await create_pool(dsn, settings, min_size=0, **self.definition.pool_options)
         context = ServiceContext(self.definition.name, settings, pool, self.broker)
         if self.definition.registry is not None:
             context.store = EventStore(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 from uuid import UUID
 
@@ -22,6 +21,8 @@ def retry_failed(
     ] = None,
 ) -> None:
     """Send failed deliveries again, in a new round (the earlier failure stays recorded)."""
+    from ipmg_shared.cli import run_async
+
     settings = get_settings()
 
     async def go() -> list[UUID]:
@@ -31,5 +32,5 @@ def retry_failed(
         finally:
             await connection.close()
 
-    requeued = asyncio.run(go())
+    requeued = run_async(go())
     typer.echo(f"{len(requeued)} failed deliver{'y' if len(requeued) == 1 else 'ies'} requeued")

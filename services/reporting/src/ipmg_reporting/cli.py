@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
@@ -75,14 +74,14 @@ def rebuild(
     and the old one is dropped.
     """
     from ipmg_reporting.rebuild import RebuildInProgress, rebuild_projection
-    from ipmg_shared.cli import CliError
+    from ipmg_shared.cli import CliError, run_async
     from ipmg_shared.logging import configure_logging
 
     settings = get_settings()
     configure_logging("WARNING", settings.log_json)  # the bar says what happens
     with rebuild_bar() as bar:
         try:
-            report = asyncio.run(
+            report = run_async(
                 rebuild_projection(settings, progress=RichProgress(bar), batch_size=batch_size)
             )
         except RebuildInProgress as error:
@@ -102,6 +101,7 @@ def status() -> None:
     """The live projection's version and how far it has applied each source."""
     from ipmg_reporting.live import projection_status
     from ipmg_reporting.schema import SERVER_SETTINGS, SERVICE
+    from ipmg_shared.cli import run_async
     from ipmg_shared.db import init_connection
 
     settings = get_settings()
@@ -133,4 +133,4 @@ def status() -> None:
                 f"up to position {source.last_position:,}"
             )
 
-    asyncio.run(read())
+    run_async(read())
