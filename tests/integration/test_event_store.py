@@ -11,12 +11,15 @@ import pytest
 
 from ipmg_shared.chain import BreakKind
 from ipmg_shared.store import (
+    APPEND_LOCK_KEY,
+    AppendResult,
     CommandId,
     EventStore,
     IdempotencyKeyReused,
+    NewEvent,
     WrongExpectedVersion,
 )
-from tests.support.sample_events import REGISTRY, SECRETARIAT, NoteRecorded, notes
+from tests.support.sample_events import AT, REGISTRY, SECRETARIAT, NoteRecorded, notes
 
 pytestmark = pytest.mark.infra
 
@@ -222,3 +225,104 @@ async def test_verify_chain_pinpoints_tampering(
     report = await store.verify_chain()
     assert report.first_break is not None
     assert (report.first_break.position, report.first_break.kind) == (position, kind)
+
+
+async def test_appends_waiting_together_are_written_together_each_answered_as_if_alone(
+    store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    """While the lock is held elsewhere, appends pile up; they then go in one transaction, and
+    each gets what it would have got alone, in the order they arrived."""
+    first = CommandId.of("together-1", {"text": "first"})
+
+    def appending(
+        stream: str, expected: int | None, text: str, command: CommandId | None = None
+    ) -> asyncio.Task[AppendResult]:
+        return asyncio.create_task(
+            store.append(
+                stream,
+                expected,
+                notes(text),
+                actor=SECRETARIAT,
+                correlation_id=uuid4(),
+                command=command,
+            )
+        )
+
+    async with service_pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
+        ahead = appending("note-0", 0, "takes the store's writer, waits for the lock")
+        await asyncio.sleep(0.2)
+        tasks = [
+            appending("note-a", 0, "a1", first),
+            appending("note-a", 1, "a2"),  # counts on a1, in the same batch
+            appending("note-a", 1, "stale"),  # a2 took version 2
+            appending("note-b", None, "b1"),
+            appending("note-c", 0, "a1 again", first),  # the same command: its first result
+            appending("note-c", 0, "other", CommandId.of("together-1", {"text": "other"})),
+        ]
+        await asyncio.sleep(0.2)
+        assert not any(task.done() for task in [ahead, *tasks])
+    await ahead
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+
+    a1, a2, stale, b1, replayed, reused = outcomes
+    assert isinstance(a1, AppendResult)
+    assert isinstance(a2, AppendResult)
+    assert (a1.stream_version, a2.stream_version) == (1, 2)
+    assert isinstance(stale, WrongExpectedVersion)
+    assert stale.actual == 2
+    assert isinstance(b1, AppendResult)
+    assert b1.stream_version == 1
+    assert isinstance(replayed, AppendResult)
+    assert replayed.replayed
+    assert replayed.to_json() == a1.to_json()
+    assert isinstance(reused, IdempotencyKeyReused)
+    stored = await store.read_all()
+    assert [(e.stream_id, e.position) for e in stored] == [
+        ("note-0", 1),
+        ("note-a", 2),
+        ("note-a", 3),
+        ("note-b", 4),
+    ]
+    # The three appended after the first went in one transaction: one recorded_at.
+    assert len({e.recorded_at for e in stored[1:]}) == 1
+    assert (await store.verify_chain()).ok
+
+
+async def test_one_appends_conflict_fails_it_alone_and_a_caller_gone_appends_nothing(
+    store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    used = uuid4()
+    await store.append(
+        "note-a",
+        0,
+        [NewEvent(NoteRecorded(text="first"), AT, used)],
+        actor=SECRETARIAT,
+        correlation_id=uuid4(),
+    )
+    async with service_pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
+        ahead = asyncio.create_task(append(store, "note-0", 0, "waits for the lock"))
+        await asyncio.sleep(0.2)
+        reusing = asyncio.create_task(
+            store.append(
+                "note-b",
+                0,
+                [NewEvent(NoteRecorded(text="same id"), AT, used)],
+                actor=SECRETARIAT,
+                correlation_id=uuid4(),
+            )
+        )
+        fine = asyncio.create_task(append(store, "note-c", 0, "fine"))
+        gone = asyncio.create_task(append(store, "note-d", 0, "its caller gives up"))
+        await asyncio.sleep(0.2)
+        gone.cancel()
+    await ahead
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await reusing
+    await fine
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    streams = [e.stream_id for e in await store.read_all()]
+    assert streams == ["note-a", "note-0", "note-c"]
+    assert (await store.verify_chain()).ok

@@ -4,10 +4,15 @@ Appends are serialised per store with a transaction-scoped advisory lock, so the
 ``position`` is gap-free and equal to commit order: a reader of ``position > n`` can never
 skip an event that commits late. Each event is hash-chained to the one before it inside the
 same transaction, and a command id (``Idempotency-Key``) is stored with its result there too.
+
+Appends that arrive while one is being written are written together, in one transaction
+under one lock (group commit): each is checked and answered as if it were alone, in the
+order they arrived, and concurrent writers share the lock's round trips and the commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,32 +38,39 @@ EVENT_COLUMNS = (
     "recorded_at, actor, correlation_id, causation_id, payload, prev_hash, hash"
 )
 
-# What an append needs to know, read in one statement once the lock is held: the stream's
-# version, the head of the chain and, for a command id, an earlier result.
+# What a batch of appends needs to know, read in one statement once the lock is held: the
+# head of the chain, each stream's version and the earlier results of their command ids.
 APPEND_STATE = """
-SELECT (SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = $1) AS current,
-       head.position, head.hash, earlier.fingerprint, earlier.result
+SELECT head.position, head.hash,
+       (SELECT jsonb_object_agg(s.stream_id, (SELECT coalesce(max(e.stream_version), 0)
+                                              FROM events AS e WHERE e.stream_id = s.stream_id))
+        FROM unnest($1::text[]) AS s(stream_id)) AS versions,
+       (SELECT jsonb_object_agg(c.command_id, jsonb_build_object('fingerprint', c.fingerprint,
+                                                                 'result', c.result))
+        FROM command_results AS c WHERE c.command_id = ANY($2::text[])) AS earlier
 FROM (SELECT 1) AS here
 LEFT JOIN LATERAL (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) AS head
        ON true
-LEFT JOIN command_results AS earlier ON earlier.command_id = $2
 """
-# The events, the command's result and the relay's wake-up, written in one statement.
+# The events, the commands' results and the relay's wake-up, written in one statement.
 APPEND_EVENTS = f"""
 WITH appended AS (
     INSERT INTO events ({EVENT_COLUMNS})
-    SELECT position, event_id, $1, stream_version, type, schema_version, $2, occurred_at, $3,
-           $4, $5, $6, payload, prev_hash, hash
-    FROM unnest($7::bigint[], $8::uuid[], $9::int[], $10::text[], $11::int[],
-                $12::timestamptz[], $13::jsonb[], $14::text[], $15::text[])
-         AS e(position, event_id, stream_version, type, schema_version, occurred_at, payload,
-              prev_hash, hash)
+    SELECT position, event_id, stream_id, stream_version, type, schema_version, $1, occurred_at,
+           $2, actor, correlation_id, causation_id, payload, prev_hash, hash
+    FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::int[],
+                $9::timestamptz[], $10::jsonb[], $11::uuid[], $12::uuid[], $13::jsonb[],
+                $14::text[], $15::text[])
+         AS e(position, event_id, stream_id, stream_version, type, schema_version, occurred_at,
+              actor, correlation_id, causation_id, payload, prev_hash, hash)
 ), remembered AS (
     INSERT INTO command_results (command_id, fingerprint, stream_id, result)
-    SELECT $16, $17, $1, $18 WHERE $16::text IS NOT NULL
+    SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::jsonb[])
 )
-SELECT pg_notify($19, $20)
+SELECT pg_notify($20, $21)
 """
+# Appends written in one transaction at most: bounds the lock's hold and the statement.
+MAX_BATCH = 100
 
 State = TypeVar("State")
 
@@ -127,6 +139,114 @@ class NewEvent:
     event_id: UUID = field(default_factory=uuid4)
 
 
+@dataclass
+class PendingAppend:
+    """One caller's append, waiting for the batch that writes it."""
+
+    stream_id: str
+    expected_version: int | None
+    events: Sequence[NewEvent]
+    payloads: list[JsonObject]
+    actor: JsonObject
+    correlation_id: UUID
+    causation_id: UUID | None
+    command: CommandId | None
+    outcome: asyncio.Future[AppendResult]
+
+
+@dataclass
+class BatchPlan:
+    """What one transaction writes for a batch of appends, and what each caller is told."""
+
+    recorded_at: datetime
+    last_position: int
+    rows: list[tuple[JsonObject, NewEvent, PendingAppend]] = field(default_factory=list)
+    remembered: list[tuple[str, str, str, JsonObject]] = field(default_factory=list)
+    outcomes: list[tuple[PendingAppend, AppendResult | Exception]] = field(default_factory=list)
+
+
+def plan_batch(
+    source: str,
+    batch: Sequence[PendingAppend],
+    *,
+    versions: dict[str, int],
+    earlier: dict[str, JsonObject],
+    head: tuple[int, str],
+    recorded_at: datetime,
+) -> BatchPlan:
+    """Each append checked in turn against the store and the appends before it (pure).
+
+    ``versions`` holds each stream's version, ``earlier`` the stored results of the batch's
+    command ids, ``head`` the chain's last position and hash; all read under the lock.
+    """
+    versions, earlier = dict(versions), dict(earlier)
+    position, prev_hash = head
+    plan = BatchPlan(recorded_at, position)
+    for pending in batch:
+        command = pending.command
+        if command is not None and command.key in earlier:
+            first = earlier[command.key]
+            plan.outcomes.append(
+                (pending, IdempotencyKeyReused(command.key))
+                if first["fingerprint"] != command.fingerprint
+                else (pending, AppendResult.from_json(first["result"], replayed=True))
+            )
+            continue
+        current = versions.get(pending.stream_id, 0)
+        if pending.expected_version is not None and current != pending.expected_version:
+            error = WrongExpectedVersion(pending.stream_id, pending.expected_version, current)
+            plan.outcomes.append((pending, error))
+            continue
+        first_position = position + 1
+        for offset, (event, payload) in enumerate(
+            zip(pending.events, pending.payloads, strict=True)
+        ):
+            position += 1
+            fields: JsonObject = {
+                "event_id": str(event.event_id),
+                "type": event.payload.event_type,
+                "schema_version": event.payload.schema_version,
+                "source": source,
+                "stream_id": pending.stream_id,
+                "stream_version": current + offset + 1,
+                "position": position,
+                "occurred_at": format_instant(event.occurred_at),
+                "recorded_at": format_instant(recorded_at),
+                "actor": pending.actor,
+                "correlation_id": str(pending.correlation_id),
+                "causation_id": None if pending.causation_id is None else str(pending.causation_id),
+                "payload": payload,
+                "prev_hash": prev_hash,
+            }
+            prev_hash = fields["hash"] = hash_event_fields(fields)
+            plan.rows.append((fields, event, pending))
+        versions[pending.stream_id] = current + len(pending.events)
+        result = AppendResult(
+            stream_id=pending.stream_id,
+            stream_version=versions[pending.stream_id],
+            first_position=first_position,
+            last_position=position,
+            event_ids=[str(event.event_id) for event in pending.events],
+        )
+        if command is not None:
+            earlier[command.key] = {"fingerprint": command.fingerprint, "result": result.to_json()}
+            plan.remembered.append(
+                (command.key, command.fingerprint, pending.stream_id, result.to_json())
+            )
+        plan.outcomes.append((pending, result))
+    plan.last_position = position
+    return plan
+
+
+def _settle(pending: PendingAppend, outcome: AppendResult | BaseException | None) -> None:
+    if pending.outcome.done():  # the caller gave up meanwhile
+        return
+    if isinstance(outcome, AppendResult):
+        pending.outcome.set_result(outcome)
+    else:
+        pending.outcome.set_exception(outcome or RuntimeError("append failed"))
+
+
 def envelope_from_row(row: asyncpg.Record) -> Envelope:
     return Envelope.model_validate(
         {
@@ -186,6 +306,8 @@ class EventStore:
         self.registry = registry
         self._acquire_timeout_s = acquire_timeout_s
         self._clock = clock
+        self._waiting: list[PendingAppend] = []
+        self._writer: asyncio.Task[None] | None = None
 
     async def append(
         self,
@@ -202,12 +324,67 @@ class EventStore:
 
         With a ``command`` id, a retry of the same command returns the first result and
         appends nothing; the same id with a different request raises IdempotencyKeyReused.
-        Three round trips under the lock: take it, read what the append needs, write it all.
+        Written with whatever other appends are waiting (see ``_write_waiting``).
         """
         if not events:
             raise ValueError("nothing to append")
-        actor_json = actor.model_dump(mode="json")
-        payloads = [event.payload.model_dump(mode="json") for event in events]
+        loop = asyncio.get_running_loop()
+        pending = PendingAppend(
+            stream_id=stream_id,
+            expected_version=expected_version,
+            events=events,
+            payloads=[event.payload.model_dump(mode="json") for event in events],
+            actor=actor.model_dump(mode="json"),
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            command=command,
+            outcome=loop.create_future(),
+        )
+        self._waiting.append(pending)
+        if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
+            self._writer = loop.create_task(self._write_waiting(), name=f"append-{self.source}")
+        return await pending.outcome
+
+    async def _write_waiting(self) -> None:
+        """Write batches until nothing waits: what arrives during one goes in the next.
+
+        A caller that gave up before its batch began is not appended; one whose batch has begun
+        is, as a lone append past its last statement would be.
+        """
+        batch: list[PendingAppend] = []
+        try:
+            while self._waiting:
+                batch = [p for p in self._waiting[:MAX_BATCH] if not p.outcome.done()]
+                del self._waiting[:MAX_BATCH]
+                if batch:
+                    await self._write_batch(batch)
+        finally:  # cancelled (the loop is closing): nobody waits for ever
+            for pending in [*batch, *self._waiting]:
+                pending.outcome.cancel()  # does nothing to an outcome already settled
+            self._waiting.clear()
+
+    async def _write_batch(self, batch: list[PendingAppend]) -> None:
+        try:
+            outcomes = await self._append_together(batch)
+        except asyncpg.IntegrityConstraintViolationError as conflict:
+            if len(batch) == 1:
+                _settle(batch[0], conflict)
+                return
+            # One append's conflict (e.g. an event id used before) must not fail the others.
+            for pending in batch:
+                await self._write_batch([pending])
+            return
+        except Exception as error:  # the database is down, a timeout: each caller hears it
+            for pending in batch:
+                _settle(pending, error)
+            return
+        for pending, outcome in outcomes:
+            _settle(pending, outcome)
+
+    async def _append_together(
+        self, batch: list[PendingAppend]
+    ) -> list[tuple[PendingAppend, AppendResult | Exception]]:
+        """One transaction: each append checked in turn against what the ones before left."""
         async with (
             self.pool.acquire(timeout=self._acquire_timeout_s) as connection,
             connection.transaction(),
@@ -216,71 +393,46 @@ class EventStore:
             # A statement after the lock's: its snapshot sees every append committed before
             # this one could take the lock (within the locking statement it would not).
             now = await connection.fetchrow(
-                APPEND_STATE, stream_id, None if command is None else command.key
+                APPEND_STATE,
+                sorted({p.stream_id for p in batch}),
+                [p.command.key for p in batch if p.command is not None],
             )
             assert now is not None  # one row, whatever the tables hold
-            if command is not None and now["fingerprint"] is not None:
-                if now["fingerprint"] != command.fingerprint:
-                    raise IdempotencyKeyReused(command.key)
-                return AppendResult.from_json(now["result"], replayed=True)
-            current: int = now["current"]
-            if expected_version is not None and current != expected_version:
-                raise WrongExpectedVersion(stream_id, expected_version, current)
-            position: int = now["position"] or 0
-            prev_hash: str = now["hash"] or GENESIS_HASH
-            recorded_at = self._clock()
-            rows: list[JsonObject] = []
-            for offset, (event, payload) in enumerate(zip(events, payloads, strict=True)):
-                position += 1
-                fields: JsonObject = {
-                    "event_id": str(event.event_id),
-                    "type": event.payload.event_type,
-                    "schema_version": event.payload.schema_version,
-                    "source": self.source,
-                    "stream_id": stream_id,
-                    "stream_version": current + offset + 1,
-                    "position": position,
-                    "occurred_at": format_instant(event.occurred_at),
-                    "recorded_at": format_instant(recorded_at),
-                    "actor": actor_json,
-                    "correlation_id": str(correlation_id),
-                    "causation_id": None if causation_id is None else str(causation_id),
-                    "payload": payload,
-                    "prev_hash": prev_hash,
-                }
-                prev_hash = fields["hash"] = hash_event_fields(fields)
-                rows.append(fields)
-            result = AppendResult(
-                stream_id=stream_id,
-                stream_version=current + len(events),
-                first_position=rows[0]["position"],
-                last_position=position,
-                event_ids=[row["event_id"] for row in rows],
-            )
-            await connection.execute(
-                APPEND_EVENTS,
-                stream_id,
+            plan = plan_batch(
                 self.source,
-                recorded_at,
-                actor_json,
-                correlation_id,
-                causation_id,
-                [row["position"] for row in rows],
-                [event.event_id for event in events],
-                [row["stream_version"] for row in rows],
-                [row["type"] for row in rows],
-                [row["schema_version"] for row in rows],
-                [event.occurred_at for event in events],
-                payloads,
-                [row["prev_hash"] for row in rows],
-                [row["hash"] for row in rows],
-                None if command is None else command.key,
-                None if command is None else command.fingerprint,
-                None if command is None else result.to_json(),
-                EVENTS_APPENDED_CHANNEL,
-                str(position),
+                batch,
+                versions=now["versions"] or {},
+                earlier=now["earlier"] or {},
+                head=(now["position"] or 0, now["hash"] or GENESIS_HASH),
+                recorded_at=self._clock(),
             )
-        return result
+            rows, remembered = plan.rows, plan.remembered
+            if rows:
+                await connection.execute(
+                    APPEND_EVENTS,
+                    self.source,
+                    plan.recorded_at,
+                    [fields["position"] for fields, _, _ in rows],
+                    [event.event_id for _, event, _ in rows],
+                    [fields["stream_id"] for fields, _, _ in rows],
+                    [fields["stream_version"] for fields, _, _ in rows],
+                    [fields["type"] for fields, _, _ in rows],
+                    [fields["schema_version"] for fields, _, _ in rows],
+                    [event.occurred_at for _, event, _ in rows],
+                    [fields["actor"] for fields, _, _ in rows],
+                    [pending.correlation_id for _, _, pending in rows],
+                    [pending.causation_id for _, _, pending in rows],
+                    [fields["payload"] for fields, _, _ in rows],
+                    [fields["prev_hash"] for fields, _, _ in rows],
+                    [fields["hash"] for fields, _, _ in rows],
+                    [key for key, _, _, _ in remembered],
+                    [fingerprint for _, fingerprint, _, _ in remembered],
+                    [stream for _, _, stream, _ in remembered],
+                    [result for _, _, _, result in remembered],
+                    EVENTS_APPENDED_CHANNEL,
+                    str(plan.last_position),
+                )
+        return plan.outcomes
 
     async def _earlier_result(
         self, connection: DbConnection, command: CommandId
