@@ -7,13 +7,12 @@ sizes (a smoke run, about a minute); the default sizes take a few minutes on two
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib.util
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
-
-import uvloop
 
 from bench import append, growth, latency, rebuild, relay
 from bench.machine import describe
@@ -109,4 +108,4 @@ async def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(uvloop.run(main(sys.argv[1:])))  # the services' event loop, for every contender
+    sys.exit(asyncio.run(main(sys.argv[1:])))

@@ -197,7 +197,7 @@ class Probe:
     """One command (or one floor round trip), its scheduled time and what became of it."""
 
     key: str  # the correlation id
-    scheduled: float  # time.monotonic(): uvloop's loop clock has only millisecond steps
+    scheduled: float  # time.monotonic()
     answered: float | None = None  # the HTTP answer
     status: int = 0  # 0: no HTTP answer at all
     seen: float | None = None  # visible in reporting, or consumed (the floor)

@@ -15,7 +15,7 @@ from ipmg_shared.db import connect
 from ipmg_shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-LIBRARIES = ("asyncpg", "aiokafka", "pydantic", "uvloop", "eventsourcing", "psycopg")
+LIBRARIES = ("asyncpg", "aiokafka", "pydantic", "eventsourcing", "psycopg")
 
 
 def _cpu_model() -> str:

@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import uvloop
 from aiokafka import AIOKafkaConsumer
 
 from bench.history import publish_history
@@ -216,7 +215,7 @@ def child_main(argv: list[str]) -> None:
     configure_logging("WARNING", json=True)
     settings = Settings()
     timed = rebuild_child if options.child == "ours" else raw_consumer_child
-    print(json.dumps(uvloop.run(timed(settings))))
+    print(json.dumps(asyncio.run(timed(settings))))
 
 
 if __name__ == "__main__":
