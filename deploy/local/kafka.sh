@@ -202,6 +202,10 @@ offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+# After a crash, the restarted node waits out its own previous session before it may serve
+# again: 4 s here, not the default 9 s (one node, on this machine).
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
 num.partitions=1
 auto.create.topics.enable=false
 EOF

@@ -133,6 +133,9 @@ def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -
             ack_policy=AckPolicy.MANUAL,
             auto_offset_reset="earliest",
             max_poll_interval_ms=300_000,
+            # A member learns of a rebalance from its next heartbeat: with a consumer per topic
+            # every start rebalances once per member, so each waits 1 s, not aiokafka's 3 s.
+            heartbeat_interval_ms=1000,
             decoder=_raw_body,
         )(_message_handler(runner))
 
