@@ -111,12 +111,16 @@ async def run_child(settings: Settings, contender: str) -> ChildRun:
 
 
 async def prepare(space: Workspace, events: int) -> Settings:
-    """Topics and a reporting database of this size's own, the history on the topics."""
+    """Topics and a reporting database of this size's own, the history on the topics.
+
+    The topics have three partitions each, as deploy/compose.yaml makes them: a rebuild folds
+    shares of the partitions side by side."""
     base = space.settings
     settings = base.model_copy(
         update={
             "database_prefix": f"{base.database_prefix}r{events}_",
             "topic_prefix": f"{base.topic_prefix}r{events}.",
+            "topic_partitions": 3,
         }
     )
     await ensure_topics(settings, list(SOURCES))

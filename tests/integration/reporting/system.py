@@ -46,13 +46,14 @@ REGISTRIES = {
 }
 
 
-async def isolated(settings: Settings) -> Settings:
+async def isolated(settings: Settings, *, partitions: int = 1) -> Settings:
     """Settings with a database and topic prefix of this test's own; its topics exist."""
     tag = uuid4().hex[:8]
     own = settings.model_copy(
         update={
             "database_prefix": f"{settings.database_prefix}{tag}_",
             "topic_prefix": f"{settings.topic_prefix}{tag}.",
+            "topic_partitions": partitions,
         }
     )
     await ensure_topics(own)

@@ -53,7 +53,7 @@ REPORTS = [
 async def test_live_projection_equals_a_full_rebuild_row_for_row(
     postgres: Settings, kafka: Settings
 ) -> None:
-    settings = await isolated(kafka)
+    settings = await isolated(kafka, partitions=3)
     writer = HistoryWriter(seed=11)
     async with write_side(settings) as writes:
         await migrate_reporting(settings)
@@ -90,6 +90,9 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
             # With room for 10 documents in memory, the others wait in the copy's table.
             bounded = await rebuild_projection(settings, batch_size=100, documents_in_memory=10)
             rebuilt_bounded = await projection_rows(settings)
+            # Shares of the partitions folded by two worker processes side by side.
+            shared = await rebuild_projection(settings, workers=2)
+            rebuilt_by_workers = await projection_rows(settings)
             # Queries are served from the swapped-in copy at once.
             assert len(await reporting.get("/reports/resolutions")) == sum(
                 1 for row in live["documents"] if row[0] == "resolution"
@@ -103,7 +106,10 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
     for table, rows in live.items():
         assert rebuilt[table] == rows, table
         assert rebuilt_bounded[table] == rows, table
+        assert rebuilt_by_workers[table] == rows, table
     assert bounded.documents == report.documents == len(live["documents"])
+    assert (shared.events_read, shared.events_applied, shared.skipped) == (total, total, {})
+    assert shared.documents == report.documents
     assert bounded.documents_in_memory_at_most < report.documents_in_memory_at_most
     assert bounded.documents_in_memory_at_most <= 10 + 100  # the limit, and one batch's new
     assert len(live["event_log"]) == total

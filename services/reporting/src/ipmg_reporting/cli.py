@@ -67,6 +67,15 @@ def rebuild(
     batch_size: Annotated[
         int, typer.Option(min=100, max=50_000, help="Events folded and written per batch")
     ] = 2000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes folding shares of the partitions side by side "
+            "[default: one per CPU, at most one per partition]",
+        ),
+    ] = None,
 ) -> None:
     """Rebuild the projections from offset 0 of the topics, beside the live copy.
 
@@ -82,7 +91,9 @@ def rebuild(
     with rebuild_bar() as bar:
         try:
             report = run_async(
-                rebuild_projection(settings, progress=RichProgress(bar), batch_size=batch_size)
+                rebuild_projection(
+                    settings, progress=RichProgress(bar), batch_size=batch_size, workers=workers
+                )
             )
         except RebuildInProgress as error:
             raise CliError(str(error)) from error

@@ -2,9 +2,13 @@
 
 1. A fresh copy is made in schema ``rebuild``; every topic is read from offset 0 up to the end
    it has now, folded in memory by the pure projection code, and the log and timeline rows
-   are written in bulk (COPY) as it goes.
+   are written in bulk (COPY) as it goes. The partitions are split in shares folded side by
+   side by worker processes (one per CPU; a stream's events are all on one partition, and
+   an event changes only its stream's document, so shares never meet). Each share ends by
+   storing its documents and its streams' checkpoints in the copy.
 2. The swap lock is taken exclusively: live handlers take it shared, so the live consumer
-   pauses (queries go on). The reader catches up to the topics' current end.
+   pauses (queries go on). This process reads on from where the shares ended to the topics'
+   current end, moving the documents it needs back into memory.
 3. In one transaction: the documents still in memory, the checkpoints and the projection
    version are written, ``live`` becomes ``retired`` and ``rebuild`` becomes ``live``. The
    lock is released, the live consumer resumes on the new copy (its checkpoints make what the
@@ -24,12 +28,17 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import json
+import os
+import pickle
+import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Any, Protocol
 
 import asyncpg
+from aiokafka import TopicPartition
 
 from ipmg_reporting.projections import (
     CONSUMER,
@@ -41,6 +50,7 @@ from ipmg_reporting.projections import (
     DocumentKey,
     Model,
     Skipped,
+    SourceProgress,
     decode,
     document_key,
     key_of,
@@ -61,9 +71,6 @@ from ipmg_shared.envelope import Envelope
 from ipmg_shared.events import DomainEvent
 from ipmg_shared.logging import get_logger
 from ipmg_shared.settings import Settings
-
-if TYPE_CHECKING:
-    from aiokafka import TopicPartition
 
 log = get_logger("ipmg.reporting.rebuild")
 CATCH_UP_TIMEOUT_S = 120.0
@@ -105,55 +112,72 @@ async def rebuild_projection(
     progress: RebuildProgress | None = None,
     batch_size: int = 2000,
     documents_in_memory: int = 10_000,
+    workers: int | None = None,
 ) -> RebuildReport:
-    """Build a fresh copy from offset 0 of every source topic, then swap it in atomically."""
+    """Build a fresh copy from offset 0 of every source topic, then swap it in atomically.
+
+    ``workers``: processes folding shares of the partitions side by side (None: one per CPU,
+    fewer for a short log). With one, the fold runs in this process.
+    """
     started = time.monotonic()
     report = RebuildReport()
-    # A plain connection: jsonb travels as text, which COPY needs (no json codec here).
-    connection = await asyncpg.connect(
-        settings.service_dsn(service),
-        timeout=settings.pool_acquire_timeout_s,
-        command_timeout=settings.db_command_timeout_s,
-        statement_cache_size=0,
-    )
+    topic_sources = {settings.topics.events(source): source for source in SOURCES}
+    connection = await _connect(settings, service)
     try:
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", REBUILD_LOCK_KEY):
             raise RebuildInProgress("another rebuild of the projection is running")
         await connection.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
         await create_copy(connection, REBUILD, indexes=False)
-        writer = CopyWriter(connection)
-        model = Model(keep_timeline=False)
-        fold = Fold(
-            model,
-            writer,
-            DocumentCache(model, writer, documents_in_memory),
-            {settings.topics.events(source): source for source in SOURCES},
-            report,
+        async with TopicReader(settings, list(topic_sources)) as reader:
+            starts = reader.positions
+            ends = await reader.end_offsets()
+        lags = {tp: max(ends[tp] - starts[tp], 0) for tp in ends}
+        if progress is not None:
+            progress.phase("rebuilding", sum(lags.values()))
+        shares = [
+            {tp: (starts[tp], ends[tp]) for tp in share}
+            for share in split_partitions(lags, workers or workers_for(lags))
+        ]
+        folded = await fold_shares(
+            [
+                ShareTask(settings, service, share, batch_size, documents_in_memory // len(shares))
+                for share in shares
+            ],
             progress,
         )
-        with collecting_rarely():
-            async with TopicReader(settings, list(fold.topic_sources)) as reader:
-                ends = await reader.end_offsets()
-                if progress is not None:
-                    progress.phase("rebuilding", reader.remaining(ends))
-                await fold.read(reader, ends, batch_size)
-                await create_secondary_indexes(connection, REBUILD)
-                log.info("rebuild_folded", events=report.events_read, skipped=dict(model.skipped))
 
-                await connection.execute("SELECT pg_advisory_lock($1)", SWAP_LOCK_KEY)
-                paused = time.monotonic()
-                try:
-                    # The live consumer waits for this phase: bounded, whatever Kafka does.
-                    async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
-                        await _catch_up_and_swap(reader, fold, batch_size)
-                finally:
-                    await connection.execute("SELECT pg_advisory_unlock($1)", SWAP_LOCK_KEY)
-                    report.paused_seconds = time.monotonic() - paused
+        # The shares' documents and stream checkpoints are in the copy's tables: the catch-up
+        # goes on from there, in this process.
+        writer = CopyWriter(connection)
+        model = Model(keep_timeline=False)
+        documents = DocumentCache(model, writer, documents_in_memory)
+        for share_folded in folded:
+            share_folded.add_to(model, report)
+        await writer.restore(model, documents)
+        await create_secondary_indexes(connection, REBUILD)
+        log.info(
+            "rebuild_folded", events=report.events_read, workers=len(shares), skipped=model.skipped
+        )
+
+        fold = Fold(model, writer, documents, topic_sources, report, progress)
+        async with TopicReader(settings, list(topic_sources), starting_at=ends) as reader:
+            await connection.execute("SELECT pg_advisory_lock($1)", SWAP_LOCK_KEY)
+            paused = time.monotonic()
+            try:
+                # The live consumer waits for this phase: bounded, whatever Kafka does.
+                async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+                    await _catch_up_and_swap(reader, fold, batch_size)
+            finally:
+                await connection.execute("SELECT pg_advisory_unlock($1)", SWAP_LOCK_KEY)
+                report.paused_seconds = time.monotonic() - paused
         await connection.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
         report.events_applied = model.events_applied
         report.skipped = dict(model.skipped)
-        report.documents = fold.documents.count
-        report.documents_in_memory_at_most = fold.documents.peak
+        report.documents = documents.count
+        report.documents_in_memory_at_most = max(
+            sum(share_folded.documents_in_memory_at_most for share_folded in folded),
+            documents.peak,
+        )
     finally:
         await connection.close()  # also releases the rebuild lock
     report.seconds = time.monotonic() - started
@@ -167,6 +191,200 @@ async def rebuild_projection(
         paused_seconds=round(report.paused_seconds, 3),
     )
     return report
+
+
+async def _connect(settings: Settings, service: str) -> asyncpg.Connection:
+    # A plain connection: jsonb travels as text, which COPY needs (no json codec here).
+    return await asyncpg.connect(
+        settings.service_dsn(service),
+        timeout=settings.pool_acquire_timeout_s,
+        command_timeout=settings.db_command_timeout_s,
+        statement_cache_size=0,
+    )
+
+
+# --- the fold, in shares of the partitions ------------------------------------------------
+
+# A worker process costs about a second of CPU to start: a short log gets fewer of them.
+EVENTS_PER_WORKER_AT_LEAST = 25_000
+
+Share = dict[TopicPartition, tuple[int, int]]  # partition: (first offset, end offset)
+
+
+def workers_for(lags: Mapping[TopicPartition, int]) -> int:
+    """One per CPU, at most one per partition with records, and fewer for a short log."""
+    partitions = sum(1 for lag in lags.values() if lag > 0)
+    enough = sum(lags.values()) // EVENTS_PER_WORKER_AT_LEAST
+    return max(1, min(len(os.sched_getaffinity(0)), partitions, enough))
+
+
+def split_partitions(
+    lags: Mapping[TopicPartition, int], workers: int
+) -> list[list[TopicPartition]]:
+    """The partitions in ``workers`` shares of about equal records, none empty.
+
+    Largest first, each to the share with the fewest records so far. A stream's events are
+    all on one partition, so every share can be folded on its own.
+    """
+    shares: list[list[TopicPartition]] = [[] for _ in range(max(1, workers))]
+    records = [0] * len(shares)
+    for tp in sorted(lags, key=lambda tp: (-lags[tp], tp.topic, tp.partition)):
+        lightest = records.index(min(records))
+        shares[lightest].append(tp)
+        records[lightest] += lags[tp]
+    return [share for share in shares if share] or [[]]
+
+
+@dataclass(frozen=True)
+class ShareTask:
+    """What a worker folds: its partitions from offset to offset, into the ``rebuild`` copy."""
+
+    settings: Settings
+    service: str
+    share: Share
+    batch_size: int
+    documents_in_memory: int
+
+
+@dataclass
+class FoldedShare:
+    """What a worker reports: its documents and stream checkpoints are in the copy's tables."""
+
+    events_read: int
+    sources: dict[str, SourceProgress]
+    skipped: dict[str, int]
+    documents_in_memory_at_most: int
+
+    def add_to(self, model: Model, report: RebuildReport) -> None:
+        report.events_read += self.events_read
+        model.skipped.update(self.skipped)
+        for source, progress in self.sources.items():
+            merged = model.sources.setdefault(source, SourceProgress())
+            merged.last_position = max(merged.last_position, progress.last_position)
+            merged.events_applied += progress.events_applied
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events_read": self.events_read,
+            "sources": {name: vars(progress) for name, progress in self.sources.items()},
+            "skipped": self.skipped,
+            "documents_in_memory_at_most": self.documents_in_memory_at_most,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FoldedShare:
+        return cls(
+            data["events_read"],
+            {name: SourceProgress(**fields) for name, fields in data["sources"].items()},
+            data["skipped"],
+            data["documents_in_memory_at_most"],
+        )
+
+
+async def fold_share(task: ShareTask, progress: RebuildProgress | None) -> FoldedShare:
+    """Fold one share of the partitions; store its documents and stream checkpoints."""
+    settings = task.settings
+    connection = await _connect(settings, task.service)
+    try:
+        writer = CopyWriter(connection)
+        model = Model(keep_timeline=False)
+        report = RebuildReport()
+        topic_sources = {settings.topics.events(source): source for source in SOURCES}
+        fold = Fold(
+            model,
+            writer,
+            DocumentCache(model, writer, task.documents_in_memory),
+            topic_sources,
+            report,
+            progress,
+        )
+        starts = {tp: start for tp, (start, _) in task.share.items()}
+        ends = {tp: end for tp, (_, end) in task.share.items()}
+        with collecting_rarely():
+            async with TopicReader(settings, list(topic_sources), starting_at=starts) as reader:
+                await fold.read(reader, ends, task.batch_size)
+        async with connection.transaction():
+            await fold.documents.store_all()
+            await writer.insert_streams(model.streams)
+        return FoldedShare(
+            report.events_read, model.sources, dict(model.skipped), fold.documents.peak
+        )
+    finally:
+        await connection.close()
+
+
+async def fold_shares(
+    tasks: list[ShareTask], progress: RebuildProgress | None
+) -> list[FoldedShare]:
+    """One share is folded in this process; several in worker processes side by side."""
+    if len(tasks) == 1:
+        return [await fold_share(tasks[0], progress)]
+    return await _fold_in_workers(tasks, progress)
+
+
+class RebuildWorkerFailed(Exception):
+    """A worker process of a rebuild exited without folding its share."""
+
+
+async def _fold_in_workers(
+    tasks: list[ShareTask], progress: RebuildProgress | None
+) -> list[FoldedShare]:
+    total = sum(end - start for task in tasks for start, end in task.share.values())
+    read = 0
+
+    def advanced(events: int) -> None:
+        nonlocal read
+        read += events
+        if progress is not None:
+            progress.advance(events, total - read)
+
+    workers: list[asyncio.subprocess.Process] = []
+    try:
+        for _ in tasks:
+            workers.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "ipmg_reporting.rebuild_worker",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
+            )
+        running = zip(workers, tasks, strict=True)
+        return list(await asyncio.gather(*(_run_worker(w, t, advanced) for w, t in running)))
+    finally:
+        # One failed or the rebuild was cancelled: the others stop with it.
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+                await worker.wait()
+
+
+async def _run_worker(
+    worker: asyncio.subprocess.Process, task: ShareTask, advanced: Callable[[int], None]
+) -> FoldedShare:
+    assert worker.stdin is not None
+    assert worker.stdout is not None
+    assert worker.stderr is not None
+    errors = asyncio.ensure_future(worker.stderr.read())
+    worker.stdin.write(pickle.dumps(task))
+    await worker.stdin.drain()
+    worker.stdin.close()
+    folded: FoldedShare | None = None
+    async for line in worker.stdout:
+        message = json.loads(line)
+        if "read" in message:
+            advanced(message["read"])
+        else:
+            folded = FoldedShare.from_json(message["folded"])
+    code = await worker.wait()
+    said = (await errors).decode(errors="replace").strip().splitlines()
+    if code != 0 or folded is None:
+        raise RebuildWorkerFailed(
+            f"a rebuild worker exited with {code}: {said[-1] if said else 'no message'}"
+        )
+    return folded
 
 
 @contextlib.contextmanager
@@ -192,12 +410,19 @@ async def _catch_up_and_swap(reader: TopicReader, fold: Fold, batch_size: int) -
     if fold.progress is not None:
         fold.progress.phase("catching up", reader.remaining(ends))
     before = fold.report.events_read
+    streams_before = dict(fold.model.streams)
     await fold.read(reader, ends, batch_size)
     fold.report.caught_up = fold.report.events_read - before
+    moved = {
+        stream: version
+        for stream, version in fold.model.streams.items()
+        if streams_before.get(stream) != version
+    }
     writer = fold.writer
     async with writer.connection.transaction():
         await fold.documents.store_all()
-        await writer.insert_checkpoints(fold.model)
+        await writer.upsert_streams(moved)
+        await writer.insert_sources(fold.model)
         await writer.connection.execute(
             f"INSERT INTO {REBUILD}.projection_version (version) VALUES ($1)", PROJECTION_VERSION
         )
@@ -273,6 +498,10 @@ class DocumentCache:
     @property
     def count(self) -> int:
         return len(self._recent) + len(self._stored)
+
+    def stored_already(self, keys: Iterable[DocumentKey]) -> None:
+        """These documents are in the copy's table already (folded by a share)."""
+        self._stored.update(keys)
 
     def must_load(self, keys: Iterable[DocumentKey]) -> bool:
         return any(key in self._stored for key in keys)
@@ -392,13 +621,34 @@ class CopyWriter:
         )
         return rows
 
-    async def insert_checkpoints(self, model: Model) -> None:
+    async def insert_streams(self, streams: dict[str, int]) -> None:
         await self.connection.copy_records_to_table(
             "consumer_streams",
             schema_name=REBUILD,
             columns=["consumer", "stream_id", "last_version"],
-            records=[(CONSUMER, stream, version) for stream, version in model.streams.items()],
+            records=[(CONSUMER, stream, version) for stream, version in streams.items()],
         )
+
+    async def upsert_streams(self, streams: dict[str, int]) -> None:
+        await self.connection.execute(
+            f"INSERT INTO {REBUILD}.consumer_streams (consumer, stream_id, last_version) "
+            "SELECT $1, * FROM unnest($2::text[], $3::int[]) "
+            "ON CONFLICT (consumer, stream_id) DO UPDATE SET last_version = EXCLUDED.last_version",
+            CONSUMER,
+            list(streams),
+            list(streams.values()),
+        )
+
+    async def restore(self, model: Model, documents: DocumentCache) -> None:
+        """The stream checkpoints and the document keys the shares stored."""
+        rows = await self.connection.fetch(
+            f"SELECT stream_id, last_version FROM {REBUILD}.consumer_streams"
+        )
+        model.streams.update((row["stream_id"], row["last_version"]) for row in rows)
+        rows = await self.connection.fetch(f"SELECT kind, entity_id FROM {REBUILD}.documents")
+        documents.stored_already(DocumentKey(row["kind"], row["entity_id"]) for row in rows)
+
+    async def insert_sources(self, model: Model) -> None:
         await self.connection.copy_records_to_table(
             "consumer_sources",
             schema_name=REBUILD,

@@ -2,13 +2,14 @@
 
 A rebuild reads every partition up to the ends it saw when it started, then, with the live
 consumer paused, up to the ends of that moment: the reader remembers where it stopped so the
-second pass starts exactly there.
+second pass starts exactly there. A reader may also be given the partitions and the offsets to
+start from (a share of a rebuild, or its second pass in another reader).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import TypeAlias
 
@@ -20,8 +21,16 @@ Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
 class TopicReader:
-    def __init__(self, settings: Settings, topics: Sequence[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Sequence[str],
+        starting_at: Mapping[TopicPartition, int] | None = None,
+    ) -> None:
+        """Every partition of ``topics`` from its beginning, or only those of ``starting_at``
+        from the offsets it gives."""
         self._topics = list(topics)
+        self._starting_at = dict(starting_at) if starting_at is not None else None
         self._consumer = AIOKafkaConsumer(
             **settings.kafka_client_options(),
             enable_auto_commit=False,
@@ -32,6 +41,9 @@ class TopicReader:
 
     async def __aenter__(self) -> TopicReader:
         await asyncio.wait_for(self._consumer.start(), 30)
+        if self._starting_at is not None:
+            self._start(self._starting_at)
+            return self
         partitions: list[TopicPartition] = []
         for topic in self._topics:
             found = self._consumer.partitions_for_topic(topic)
@@ -40,12 +52,21 @@ class TopicReader:
                 found = self._consumer.partitions_for_topic(topic)
             partitions += [TopicPartition(topic, partition) for partition in sorted(found or ())]
         if partitions:
-            self._consumer.assign(partitions)
-            starts = await self._consumer.beginning_offsets(partitions)
-            for tp in partitions:
-                self._next[tp] = starts[tp]
-                self._consumer.seek(tp, starts[tp])
+            self._start(await self._consumer.beginning_offsets(partitions))
         return self
+
+    def _start(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if not offsets:
+            return
+        self._consumer.assign(list(offsets))
+        for tp, offset in offsets.items():
+            self._next[tp] = offset
+            self._consumer.seek(tp, offset)
+
+    @property
+    def positions(self) -> dict[TopicPartition, int]:
+        """Where the next read starts, per partition."""
+        return dict(self._next)
 
     async def __aexit__(
         self,

@@ -1,0 +1,95 @@
+"""How a rebuild splits the partitions between its worker processes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from unittest import mock
+
+from aiokafka import TopicPartition
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ipmg_reporting.projections import Model, SourceProgress
+from ipmg_reporting.rebuild import (
+    EVENTS_PER_WORKER_AT_LEAST,
+    FoldedShare,
+    RebuildReport,
+    split_partitions,
+    workers_for,
+)
+
+lags_of = st.dictionaries(
+    st.builds(
+        TopicPartition, st.sampled_from(["m.events", "r.events", "n.events"]), st.integers(0, 5)
+    ),
+    st.integers(0, 10**6),
+    max_size=18,
+)
+
+
+@given(lags_of, st.integers(1, 8))
+def test_every_partition_is_in_exactly_one_share_and_no_share_is_empty(
+    lags: dict[TopicPartition, int], workers: int
+) -> None:
+    shares = split_partitions(lags, workers)
+
+    assert Counter(tp for share in shares for tp in share) == Counter(list(lags))
+    assert len(shares) == max(1, min(workers, len(lags)))
+    assert all(share for share in shares) or shares == [[]]
+
+
+@given(lags_of, st.integers(2, 8))
+def test_shares_differ_by_at_most_the_largest_partition(
+    lags: dict[TopicPartition, int], workers: int
+) -> None:
+    records = [sum(lags[tp] for tp in share) for share in split_partitions(lags, workers)]
+
+    assert max(records) - min(records) <= max(lags.values(), default=0)
+
+
+def test_three_partitions_of_one_busy_topic_go_to_two_workers_as_evenly_as_they_can() -> None:
+    lags = {
+        TopicPartition("r.events", 0): 31_000,
+        TopicPartition("r.events", 1): 30_000,
+        TopicPartition("r.events", 2): 32_000,
+        TopicPartition("m.events", 0): 2_400,
+        TopicPartition("m.events", 1): 2_300,
+        TopicPartition("m.events", 2): 2_300,
+    }
+
+    records = sorted(sum(lags[tp] for tp in share) for share in split_partitions(lags, 2))
+
+    assert records == [39_000, 61_000]  # one takes two of the big three: no better split
+
+
+def test_workers_one_per_cpu_at_most_one_per_busy_partition_and_none_extra_for_a_short_log() -> (
+    None
+):
+    busy = {TopicPartition("r.events", p): 10**6 for p in range(3)}
+    quiet = {**busy, TopicPartition("n.events", 0): 0}
+    with mock.patch("os.sched_getaffinity", return_value=set(range(8))):
+        assert workers_for(quiet) == 3  # the empty partition needs no worker
+    with mock.patch("os.sched_getaffinity", return_value={0, 1}):
+        assert workers_for(busy) == 2
+        short = dict.fromkeys(busy, EVENTS_PER_WORKER_AT_LEAST // 3)
+        assert workers_for(short) == 1
+        assert workers_for({}) == 1
+
+
+def test_folded_shares_add_up_into_the_coordinators_model() -> None:
+    model, report = Model(), RebuildReport()
+    for folded in (
+        FoldedShare(7, {"meetings": SourceProgress(9, 4)}, {"duplicate": 1}, 10),
+        FoldedShare(
+            5,
+            {"meetings": SourceProgress(6, 3), "resolutions": SourceProgress(2, 2)},
+            {"duplicate": 2},
+            20,
+        ),
+    ):
+        folded.add_to(model, report)
+        assert FoldedShare.from_json(folded.to_json()) == folded
+
+    assert report.events_read == 12
+    assert model.sources == {"meetings": SourceProgress(9, 7), "resolutions": SourceProgress(2, 2)}
+    assert model.skipped == {"duplicate": 3}
