@@ -227,3 +227,36 @@ async def test_a_rebuild_skips_unknown_events_and_a_new_version_rebuilds_at_star
     assert sorted(row[1] for row in documents if row[0] == "resolution") == sorted(
         expected.resolutions
     )
+
+
+async def test_a_rebuilt_copy_has_the_keys_and_indexes_of_a_fresh_one(
+    postgres: Settings, kafka: Settings
+) -> None:
+    """The rebuild leaves some keys out while it loads; the copy it swaps in has them all."""
+    settings = await isolated(kafka)
+    writer = HistoryWriter(seed=3)
+    async with write_side(settings) as writes:
+        await migrate_reporting(settings)  # the live copy, straight from projection.sql
+        await writes.append(writer.story())
+        writes.start_relays()
+        await writes.published()
+
+    async def keys_and_indexes() -> list[tuple[str, str]]:
+        admin = await admin_connection(settings)
+        try:
+            rows = await admin.fetch(
+                "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE connamespace = 'live'::regnamespace "
+                "UNION ALL SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'live' "
+                "ORDER BY 1, 2"
+            )
+        finally:
+            await admin.close()
+        return [(row[0], row[1]) for row in rows]
+
+    fresh = await keys_and_indexes()
+    await rebuild_projection(settings)
+
+    assert await keys_and_indexes() == fresh
+    assert ("live.event_log", "UNIQUE (event_id)") in fresh
+    assert ("live.timeline", 'PRIMARY KEY (entity_id, source, "position")') in fresh

@@ -62,7 +62,7 @@ from ipmg_reporting.schema import (
     SERVICE,
     SWAP_LOCK_KEY,
     create_copy,
-    create_secondary_indexes,
+    create_indexes,
     stored_version,
     swap_in_rebuilt_copy,
 )
@@ -127,7 +127,7 @@ async def rebuild_projection(
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", REBUILD_LOCK_KEY):
             raise RebuildInProgress("another rebuild of the projection is running")
         await connection.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
-        await create_copy(connection, REBUILD, indexes=False)
+        deferred_indexes = await create_copy(connection, REBUILD, indexes=False)
         async with TopicReader(settings, list(topic_sources)) as reader:
             starts = reader.positions
             ends = await reader.end_offsets()
@@ -154,7 +154,7 @@ async def rebuild_projection(
         for share_folded in folded:
             share_folded.add_to(model, report)
         await writer.restore(model, documents)
-        await create_secondary_indexes(connection, REBUILD)
+        await create_indexes(connection, REBUILD, deferred_indexes)
         log.info(
             "rebuild_folded", events=report.events_read, workers=len(shares), skipped=model.skipped
         )
