@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from unittest import mock
 
 from aiokafka import TopicPartition
@@ -15,6 +16,7 @@ from ipmg_reporting.rebuild import (
     FoldedShare,
     RebuildReport,
     split_partitions,
+    usable_cpus,
     workers_for,
 )
 
@@ -67,13 +69,25 @@ def test_workers_one_per_cpu_at_most_one_per_busy_partition_and_none_extra_for_a
 ):
     busy = {TopicPartition("r.events", p): 10**6 for p in range(3)}
     quiet = {**busy, TopicPartition("n.events", 0): 0}
+    assert workers_for(quiet, cpus=8) == 3  # the empty partition needs no worker
+    assert workers_for(busy, cpus=2) == 2
+    assert workers_for(dict.fromkeys(busy, EVENTS_PER_WORKER_AT_LEAST // 3), cpus=2) == 1
+    assert workers_for({}, cpus=2) == 1
+
+
+def test_usable_cpus_are_bounded_by_the_cgroup_quota(tmp_path: Path) -> None:
+    cpu_max = tmp_path / "cpu.max"
     with mock.patch("os.sched_getaffinity", return_value=set(range(8))):
-        assert workers_for(quiet) == 3  # the empty partition needs no worker
+        cpu_max.write_text("100000 100000\n")  # a container of one CPU on eight cores
+        assert usable_cpus(cpu_max) == 1
+        cpu_max.write_text("150000 100000\n")
+        assert usable_cpus(cpu_max) == 2
+        cpu_max.write_text("max 100000\n")
+        assert usable_cpus(cpu_max) == 8
+        assert usable_cpus(tmp_path / "none") == 8  # no cgroup v2 here
     with mock.patch("os.sched_getaffinity", return_value={0, 1}):
-        assert workers_for(busy) == 2
-        short = dict.fromkeys(busy, EVENTS_PER_WORKER_AT_LEAST // 3)
-        assert workers_for(short) == 1
-        assert workers_for({}) == 1
+        cpu_max.write_text("400000 100000\n")
+        assert usable_cpus(cpu_max) == 2
 
 
 def test_folded_shares_add_up_into_the_coordinators_model() -> None:

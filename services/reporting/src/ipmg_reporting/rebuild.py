@@ -29,12 +29,14 @@ import contextlib
 import gc
 import itertools
 import json
+import math
 import os
 import pickle
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import asyncpg
@@ -116,8 +118,9 @@ async def rebuild_projection(
 ) -> RebuildReport:
     """Build a fresh copy from offset 0 of every source topic, then swap it in atomically.
 
-    ``workers``: processes folding shares of the partitions side by side (None: one per CPU,
-    fewer for a short log). With one, the fold runs in this process.
+    ``workers``: processes folding shares of the partitions side by side (None: the
+    settings' ``rebuild_workers``, whose 0 means one per usable CPU, fewer for a short log).
+    With one, the fold runs in this process.
     """
     started = time.monotonic()
     report = RebuildReport()
@@ -136,7 +139,9 @@ async def rebuild_projection(
             progress.phase("rebuilding", sum(lags.values()))
         shares = [
             {tp: (starts[tp], ends[tp]) for tp in share}
-            for share in split_partitions(lags, workers or workers_for(lags))
+            for share in split_partitions(
+                lags, workers or settings.rebuild_workers or workers_for(lags, usable_cpus())
+            )
         ]
         folded = await fold_shares(
             [
@@ -211,11 +216,27 @@ EVENTS_PER_WORKER_AT_LEAST = 25_000
 Share = dict[TopicPartition, tuple[int, int]]  # partition: (first offset, end offset)
 
 
-def workers_for(lags: Mapping[TopicPartition, int]) -> int:
+def workers_for(lags: Mapping[TopicPartition, int], cpus: int) -> int:
     """One per CPU, at most one per partition with records, and fewer for a short log."""
     partitions = sum(1 for lag in lags.values() if lag > 0)
     enough = sum(lags.values()) // EVENTS_PER_WORKER_AT_LEAST
-    return max(1, min(len(os.sched_getaffinity(0)), partitions, enough))
+    return max(1, min(cpus, partitions, enough))
+
+
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may run on, and no more than its cgroup's quota allows.
+
+    A container limited to one CPU on an eight-core host has an affinity of eight: its
+    quota (cgroup v2's ``cpu.max``: "<quota> <period>", or "max") is the true bound.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()
+    except (OSError, ValueError):
+        return cpus
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
 def split_partitions(
