@@ -59,7 +59,7 @@ def running_system(
 async def test_kafka_killed_and_restarted_under_load(
     kafka: Settings, postgres: Settings, logs: Path, figures: dict[str, Any]
 ) -> None:
-    with private_kafka() as broker:
+    with private_kafka(logs=logs) as broker:
         settings = isolated(kafka, "kafkakill").model_copy(
             update={"kafka_bootstrap_servers": broker.bootstrap}
         )

@@ -4,6 +4,7 @@ and the services run exactly as `ipmg <service> run` runs them."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,7 +86,11 @@ class PrivateKafka:
 
 
 @contextmanager
-def private_kafka(admin_password: str | None = None) -> Iterator[PrivateKafka]:
+def private_kafka(
+    admin_password: str | None = None, *, logs: Path | None = None
+) -> Iterator[PrivateKafka]:
+    """``logs``: the broker's log is copied there at the end (its state is deleted), beside
+    the services' logs, to read after a failure."""
     with tempfile.TemporaryDirectory(prefix="ipmg-kafka-") as state:
         broker = PrivateKafka(free_port(), free_port(), Path(state), admin_password)
         broker.start()
@@ -93,6 +98,10 @@ def private_kafka(admin_password: str | None = None) -> Iterator[PrivateKafka]:
             yield broker
         finally:
             broker.stop()
+            if logs is not None:
+                # kafka.log.1 is the log before the last restart.
+                for kept in sorted((broker.state_dir / "kafka").glob("kafka.log*")):
+                    shutil.copy(kept, logs / f"kafka-{broker.port}-{kept.name}")
 
 
 @dataclass
