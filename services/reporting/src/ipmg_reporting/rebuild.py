@@ -205,7 +205,14 @@ async def _connect(settings: Settings, service: str) -> asyncpg.Connection:
         timeout=settings.pool_acquire_timeout_s,
         command_timeout=settings.db_command_timeout_s,
         statement_cache_size=0,
+        # The copy's batches commit without waiting for the disk: until the swap nothing reads
+        # them, a crash before it means a new rebuild anyway, and the swap's own commit waits
+        # (SWAP_DURABLY), which makes everything written before it durable too.
+        server_settings={"synchronous_commit": "off"},
     )
+
+
+SWAP_DURABLY = "SET LOCAL synchronous_commit = on"
 
 
 # --- the fold, in shares of the partitions ------------------------------------------------
@@ -441,6 +448,7 @@ async def _catch_up_and_swap(reader: TopicReader, fold: Fold, batch_size: int) -
     }
     writer = fold.writer
     async with writer.connection.transaction():
+        await writer.connection.execute(SWAP_DURABLY)
         await fold.documents.store_all()
         await writer.upsert_streams(moved)
         await writer.insert_sources(fold.model)
