@@ -9,9 +9,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from ipmg_reporting.projections import model_from_envelopes
-from ipmg_reporting.rebuild import rebuild_projection
+from ipmg_reporting.rebuild import (
+    RebuildWorkerFailed,
+    ShareTask,
+    fold_shares,
+    rebuild_projection,
+)
 from ipmg_reporting.reports import (
     meeting_history,
     overdue_actions,
@@ -37,7 +43,7 @@ pytestmark = pytest.mark.infra
 async def test_a_rebuild_while_events_keep_arriving_loses_nothing(
     postgres: Settings, kafka: Settings
 ) -> None:
-    settings = await isolated(kafka)
+    settings = await isolated(kafka, partitions=3)
     writer = HistoryWriter(seed=23)
     async with write_side(settings) as writes:
         await migrate_reporting(settings)
@@ -62,7 +68,8 @@ async def test_a_rebuild_while_events_keep_arriving_loses_nothing(
             tasks = [asyncio.create_task(keep_writing()), asyncio.create_task(keep_asking())]
             await asyncio.sleep(0.3)
             try:
-                report = await rebuild_projection(settings)
+                # Two workers fold while events arrive; this process catches up after them.
+                report = await rebuild_projection(settings, workers=2)
             finally:
                 rebuilt.set()
                 for task in tasks:
@@ -74,10 +81,11 @@ async def test_a_rebuild_while_events_keep_arriving_loses_nothing(
         envelopes = await writes.envelopes()
 
     assert report.caught_up >= 0
+    assert report.events_applied == report.events_read  # nothing skipped, nothing twice
     assert answers  # queries were answered while the rebuild ran
     assert len(live["event_log"]) == writes.appended == len(envelopes)
     assert sum(row[3] for row in live["consumer_sources"]) == writes.appended
-    fresh = await rebuild_projection(settings)
+    fresh = await rebuild_projection(settings)  # in this process alone: a short log
     assert fresh.events_applied == writes.appended
     again = await projection_rows(settings)
     for table, rows in live.items():
@@ -137,3 +145,15 @@ async def test_as_of_answers_equal_a_projection_of_the_events_recorded_by_then(
                     f"/reports/timeline/{some_resolution}", as_of=as_of
                 ) == as_json(expected.timeline_of(some_resolution))
             assert await reporting.get("/reports/meetings", as_of=instants[0].isoformat()) == []
+
+
+async def test_a_failing_worker_fails_the_rebuild_with_its_reason(
+    postgres: Settings, kafka: Settings
+) -> None:
+    settings = await isolated(kafka, partitions=3)
+    lost = settings.model_copy(update={"database_prefix": f"{settings.database_prefix}gone_"})
+    partitions = [TopicPartition(settings.topics.events("meetings"), p) for p in range(3)]
+    tasks = [ShareTask(lost, "reporting", {tp: (0, 10)}, 100, 10) for tp in partitions]
+
+    with pytest.raises(RebuildWorkerFailed, match=r"exited with 1: .*gone_reporting"):
+        await fold_shares(tasks, None)

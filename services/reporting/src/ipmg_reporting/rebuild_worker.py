@@ -27,10 +27,13 @@ class ReadLines:
 
 
 def main() -> None:
-    # From the parent process only (it starts this one): never from anywhere else.
-    task = pickle.load(sys.stdin.buffer)  # noqa: S301
+    try:
+        # From the parent process only (it starts this one): never from anywhere else.
+        task = pickle.load(sys.stdin.buffer)  # noqa: S301
+    except (EOFError, pickle.UnpicklingError):
+        task = None
     if not isinstance(task, ShareTask):
-        sys.exit("a rebuild worker reads a ShareTask on stdin")
+        sys.exit("a rebuild worker reads its task from the rebuild that starts it, on stdin")
     configure_logging(task.settings.log_level, task.settings.log_json)
     try:
         folded = asyncio.run(fold_share(task, ReadLines()))
