@@ -145,7 +145,9 @@ async def rebuild_projection(
         ]
         folded = await fold_shares(
             [
-                ShareTask(settings, service, share, batch_size, documents_in_memory // len(shares))
+                ShareTask(
+                    settings, service, share, batch_size, max(1, documents_in_memory // len(shares))
+                )
                 for share in shares
             ],
             progress,
@@ -396,9 +398,11 @@ async def _run_worker(
     assert worker.stdout is not None
     assert worker.stderr is not None
     errors = asyncio.ensure_future(worker.stderr.read())
-    worker.stdin.write(pickle.dumps(task))
-    await worker.stdin.drain()
-    worker.stdin.close()
+    # A worker that fails at once closes its end first: its reason is then on stderr.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        worker.stdin.write(pickle.dumps(task))
+        await worker.stdin.drain()
+        worker.stdin.close()
     folded: FoldedShare | None = None
     async for line in worker.stdout:
         message = json.loads(line)
