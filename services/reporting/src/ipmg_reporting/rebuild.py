@@ -124,7 +124,7 @@ async def rebuild_projection(
     """
     started = time.monotonic()
     report = RebuildReport()
-    topic_sources = {settings.topics.events(source): source for source in SOURCES}
+    topic_sources = sources_by_topic(settings)
     connection = await _connect(settings, service)
     try:
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1)", REBUILD_LOCK_KEY):
@@ -198,6 +198,11 @@ async def rebuild_projection(
         paused_seconds=round(report.paused_seconds, 3),
     )
     return report
+
+
+def sources_by_topic(settings: Settings) -> dict[str, str]:
+    """Each topic a rebuild reads, and the source that alone may publish on it."""
+    return {settings.topics.events(source): source for source in SOURCES}
 
 
 async def _connect(settings: Settings, service: str) -> asyncpg.Connection:
@@ -319,7 +324,7 @@ async def fold_share(task: ShareTask, progress: RebuildProgress | None) -> Folde
         writer = CopyWriter(connection)
         model = Model(keep_timeline=False)
         report = RebuildReport()
-        topic_sources = {settings.topics.events(source): source for source in SOURCES}
+        topic_sources = sources_by_topic(settings)
         fold = Fold(
             model,
             writer,
