@@ -9,7 +9,10 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
+from ipmg_shared.application import AggregateType, CommandContext, execute
 from ipmg_shared.chain import BreakKind
+from ipmg_shared.db import create_pool
+from ipmg_shared.settings import Settings
 from ipmg_shared.store import (
     APPEND_LOCK_KEY,
     AppendResult,
@@ -326,3 +329,72 @@ async def test_one_appends_conflict_fails_it_alone_and_a_caller_gone_appends_not
     streams = [e.stream_id for e in await store.read_all()]
     assert streams == ["note-a", "note-0", "note-c"]
     assert (await store.verify_chain()).ok
+
+
+NOTES = AggregateType[list[str]](
+    name="note",
+    initial=list,
+    evolve=lambda texts, event: [*texts, event.text] if isinstance(event, NoteRecorded) else texts,
+    decide=lambda text, texts: [] if text in texts else [NoteRecorded(text=text)],
+)
+
+
+async def test_a_command_with_a_key_reads_its_first_result_or_its_stream_in_one_trip(
+    store: EventStore,
+) -> None:
+    note = uuid4()
+    stream = NOTES.stream_id(note)
+    command = CommandId.of("key-3", {"text": "once"})
+    assert await store.load_for_command(stream, NOTES.initial(), NOTES.evolve, command) == ([], 0)
+
+    context = CommandContext(SECRETARIAT, uuid4(), command_id=command)
+    first = await execute(store, NOTES, note, "once", context)
+    await execute(store, NOTES, note, "later", CommandContext(SECRETARIAT, uuid4()))
+    other = CommandId.of("key-4", {"text": "new"})
+    assert await store.load_for_command(stream, NOTES.initial(), NOTES.evolve, other) == (
+        ["once", "later"],
+        2,
+    )
+
+    # The stream has moved on since: the retry still gets the first answer, and appends nothing.
+    again = await execute(store, NOTES, note, "once", context)
+    assert again.replayed
+    assert again.to_json() == first.to_json()
+    assert [e.stream_version for e in await store.read_stream(stream)] == [1, 2]
+    reused = CommandContext(SECRETARIAT, uuid4(), command_id=CommandId.of("key-3", "other"))
+    with pytest.raises(IdempotencyKeyReused):
+        await execute(store, NOTES, note, "other", reused)
+    assert len(await store.read_all()) == 2
+
+
+async def test_an_append_that_cannot_take_the_lock_appends_nothing_and_leaves_no_transaction(
+    postgres: Settings, service_name: str, service_pool: asyncpg.Pool
+) -> None:
+    # One connection, so the append after the failed one reuses its session.
+    impatient = await create_pool(
+        postgres.service_dsn(service_name),
+        postgres,
+        min_size=1,
+        max_size=1,
+        server_settings={"lock_timeout": "200ms"},
+    )
+    # asyncpg rolls back what a released connection left open, and says so to the loop.
+    complaints: list[str] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _, context: complaints.append(context["message"]))
+    try:
+        store = EventStore(impatient, service_name, REGISTRY)
+        async with service_pool.acquire() as holder, holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await append(store, "note-a", 0, "refused")
+            async with impatient.acquire() as connection:
+                assert not connection.is_in_transaction()
+        await append(store, "note-a", 0, "accepted")
+        assert [e.decode(REGISTRY) for e in await store.read_all()] == [
+            NoteRecorded(text="accepted")
+        ]
+        assert complaints == []
+    finally:
+        loop.set_exception_handler(None)
+        await impatient.close()

@@ -75,13 +75,18 @@ async def execute(
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> AppendResult:
     """Decide ``command`` against the aggregate's current state and append what it decided."""
-    if context.command_id is not None:
-        earlier = await store.earlier_result(context.command_id)
-        if earlier is not None:
-            return earlier
     stream_id = aggregate.stream_id(aggregate_id)
     for attempt in range(CONFLICT_RETRIES):
-        state, version = await load(store, aggregate, aggregate_id)
+        if attempt == 0 and context.command_id is not None:
+            # A retried command gets its first result, whatever the stream has become since.
+            loaded = await store.load_for_command(
+                stream_id, aggregate.initial(), aggregate.evolve, context.command_id
+            )
+            if isinstance(loaded, AppendResult):
+                return loaded
+            state, version = loaded
+        else:
+            state, version = await load(store, aggregate, aggregate_id)
         if context.expected_version is not None and context.expected_version != version:
             raise WrongExpectedVersion(stream_id, context.expected_version, version)
         events = aggregate.decide(command, state)

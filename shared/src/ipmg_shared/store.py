@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,6 +39,9 @@ EVENT_COLUMNS = (
     "recorded_at, actor, correlation_id, causation_id, payload, prev_hash, hash"
 )
 
+# A transaction with the append lock, begun in one round trip: a simple query may hold both
+# statements, where asyncpg's transaction() sends BEGIN alone. The key is a constant literal.
+BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({APPEND_LOCK_KEY})"
 # What a batch of appends needs to know, read in one statement once the lock is held: the
 # head of the chain, each stream's version and the earlier results of their command ids.
 APPEND_STATE = """
@@ -68,6 +72,15 @@ WITH appended AS (
     SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::jsonb[])
 )
 SELECT pg_notify($20, $21)
+"""
+# A command's earlier result (if its id was used before) and its stream's events, in one round
+# trip: an empty stream is one row of NULL event columns.
+STREAM_FOR_COMMAND = f"""
+SELECT earlier.fingerprint AS earlier_fingerprint, earlier.result AS earlier_result, e.*
+FROM (SELECT 1) AS here
+LEFT JOIN command_results AS earlier ON earlier.command_id = $2
+LEFT JOIN LATERAL (SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1) AS e ON true
+ORDER BY e.stream_version
 """
 # Appends written in one transaction at most: bounds the lock's hold and the statement.
 MAX_BATCH = 100
@@ -238,13 +251,33 @@ def plan_batch(
     return plan
 
 
-def _settle(pending: PendingAppend, outcome: AppendResult | BaseException | None) -> None:
+def _settle(pending: PendingAppend, outcome: AppendResult | Exception) -> None:
     if pending.outcome.done():  # the caller gave up meanwhile
         return
     if isinstance(outcome, AppendResult):
         pending.outcome.set_result(outcome)
     else:
-        pending.outcome.set_exception(outcome or RuntimeError("append failed"))
+        pending.outcome.set_exception(outcome)
+
+
+def _earlier(command: CommandId, fingerprint: str, result: JsonObject) -> AppendResult:
+    if fingerprint != command.fingerprint:
+        raise IdempotencyKeyReused(command.key)
+    return AppendResult.from_json(result, replayed=True)
+
+
+@asynccontextmanager
+async def _locked_transaction(connection: DbConnection) -> AsyncIterator[None]:
+    """A transaction holding the append lock, committed on success and rolled back otherwise,
+    as asyncpg's ``transaction()`` would; begun with the lock in one round trip."""
+    try:
+        await connection.execute(BEGIN_LOCKED)  # a lock timeout leaves the block begun
+        yield
+    except BaseException:
+        if connection.is_in_transaction():
+            await connection.execute("ROLLBACK")
+        raise
+    await connection.execute("COMMIT")
 
 
 def envelope_from_row(row: asyncpg.Record) -> Envelope:
@@ -307,7 +340,8 @@ class EventStore:
         self._acquire_timeout_s = acquire_timeout_s
         self._clock = clock
         self._waiting: list[PendingAppend] = []
-        self._writer: asyncio.Task[None] | None = None
+        # The writer waiting for the lock, which takes what waits once it holds it.
+        self._next_writer: asyncio.Task[None] | None = None
 
     async def append(
         self,
@@ -324,7 +358,7 @@ class EventStore:
 
         With a ``command`` id, a retry of the same command returns the first result and
         appends nothing; the same id with a different request raises IdempotencyKeyReused.
-        Written with whatever other appends are waiting (see ``_write_waiting``).
+        Written with whatever other appends are waiting (see ``_write_next_batch``).
         """
         if not events:
             raise ValueError("nothing to append")
@@ -341,114 +375,126 @@ class EventStore:
             outcome=loop.create_future(),
         )
         self._waiting.append(pending)
-        if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
-            self._writer = loop.create_task(self._write_waiting(), name=f"append-{self.source}")
+        self._ensure_next_writer(loop)
         return await pending.outcome
 
-    async def _write_waiting(self) -> None:
-        """Write batches until nothing waits: what arrives during one goes in the next.
+    def _ensure_next_writer(self, loop: asyncio.AbstractEventLoop) -> None:
+        writer = self._next_writer
+        if writer is None or writer.done() or writer.get_loop() is not loop:
+            self._next_writer = loop.create_task(
+                self._write_next_batch(), name=f"append-{self.source}"
+            )
 
-        A caller that gave up before its batch began is not appended; one whose batch has begun
-        is, as a lone append past its last statement would be.
+    async def _write_next_batch(self) -> None:
+        """Take the lock, then every append waiting by then, and write them together.
+
+        The batch is taken once the lock is held: appends that arrive while the batch before
+        is written wait for this one, whose lock is granted as that one commits, so the lock
+        is never idle while appends wait. A caller that gave up before its batch was taken is
+        not appended; one whose batch was taken is, as a lone append past its last statement
+        would be.
         """
-        batch: list[PendingAppend] = []
-        try:
-            while self._waiting:
-                batch = [p for p in self._waiting[:MAX_BATCH] if not p.outcome.done()]
-                del self._waiting[:MAX_BATCH]
-                if batch:
-                    await self._write_batch(batch)
-        finally:  # cancelled (the loop is closing): nobody waits for ever
-            for pending in [*batch, *self._waiting]:
-                pending.outcome.cancel()  # does nothing to an outcome already settled
-            self._waiting.clear()
+        writer = asyncio.current_task()
 
-    async def _write_batch(self, batch: list[PendingAppend]) -> None:
+        def take() -> list[PendingAppend]:
+            if self._next_writer is writer:
+                self._next_writer = None  # an append arriving from now on needs another
+            batch = [p for p in self._waiting[:MAX_BATCH] if not p.outcome.done()]
+            del self._waiting[:MAX_BATCH]
+            if self._waiting:  # more than a batch waited
+                self._ensure_next_writer(asyncio.get_running_loop())
+            return batch
+
+        await self._write_batch(take)
+
+    async def _write_batch(self, take: Callable[[], list[PendingAppend]]) -> None:
+        """One transaction under the lock for the appends that ``take`` gives once it is held;
+        each caller hears its own outcome, or the error that failed them all."""
+        batch: list[PendingAppend] | None = None
         try:
-            outcomes = await self._append_together(batch)
+            async with (
+                self.pool.acquire(timeout=self._acquire_timeout_s) as connection,
+                _locked_transaction(connection),
+            ):
+                batch = take()
+                outcomes = await self._append_together(connection, batch) if batch else []
         except asyncpg.IntegrityConstraintViolationError as conflict:
+            assert batch is not None  # only the batch's own statements can raise it
             if len(batch) == 1:
                 _settle(batch[0], conflict)
                 return
             # One append's conflict (e.g. an event id used before) must not fail the others.
             for pending in batch:
-                await self._write_batch([pending])
+                await self._write_batch([pending].copy)  # takes this one alone
             return
         except Exception as error:  # the database is down, a timeout: each caller hears it
-            for pending in batch:
+            for pending in take() if batch is None else batch:
                 _settle(pending, error)
             return
+        except BaseException:  # cancelled, the loop closing: nobody waits for ever
+            for pending in [*(batch or []), *self._waiting]:
+                pending.outcome.cancel()  # does nothing to an outcome already settled
+            self._waiting.clear()
+            raise
         for pending, outcome in outcomes:
             _settle(pending, outcome)
 
     async def _append_together(
-        self, batch: list[PendingAppend]
+        self, connection: DbConnection, batch: list[PendingAppend]
     ) -> list[tuple[PendingAppend, AppendResult | Exception]]:
-        """One transaction: each append checked in turn against what the ones before left."""
-        async with (
-            self.pool.acquire(timeout=self._acquire_timeout_s) as connection,
-            connection.transaction(),
-        ):
-            await connection.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK_KEY)
-            # A statement after the lock's: its snapshot sees every append committed before
-            # this one could take the lock (within the locking statement it would not).
-            now = await connection.fetchrow(
-                APPEND_STATE,
-                sorted({p.stream_id for p in batch}),
-                [p.command.key for p in batch if p.command is not None],
-            )
-            assert now is not None  # one row, whatever the tables hold
-            plan = plan_batch(
+        """Under the lock: each append checked in turn against what the ones before left."""
+        # A statement after the lock's: its snapshot sees every append committed before
+        # this one could take the lock (within the locking statement it would not).
+        now = await connection.fetchrow(
+            APPEND_STATE,
+            sorted({p.stream_id for p in batch}),
+            [p.command.key for p in batch if p.command is not None],
+        )
+        assert now is not None  # one row, whatever the tables hold
+        plan = plan_batch(
+            self.source,
+            batch,
+            versions=now["versions"] or {},
+            earlier=now["earlier"] or {},
+            head=(now["position"] or 0, now["hash"] or GENESIS_HASH),
+            recorded_at=self._clock(),
+        )
+        rows, remembered = plan.rows, plan.remembered
+        if rows:
+            await connection.execute(
+                APPEND_EVENTS,
                 self.source,
-                batch,
-                versions=now["versions"] or {},
-                earlier=now["earlier"] or {},
-                head=(now["position"] or 0, now["hash"] or GENESIS_HASH),
-                recorded_at=self._clock(),
+                plan.recorded_at,
+                [fields["position"] for fields, _, _ in rows],
+                [event.event_id for _, event, _ in rows],
+                [fields["stream_id"] for fields, _, _ in rows],
+                [fields["stream_version"] for fields, _, _ in rows],
+                [fields["type"] for fields, _, _ in rows],
+                [fields["schema_version"] for fields, _, _ in rows],
+                [event.occurred_at for _, event, _ in rows],
+                [fields["actor"] for fields, _, _ in rows],
+                [pending.correlation_id for _, _, pending in rows],
+                [pending.causation_id for _, _, pending in rows],
+                [fields["payload"] for fields, _, _ in rows],
+                [fields["prev_hash"] for fields, _, _ in rows],
+                [fields["hash"] for fields, _, _ in rows],
+                [key for key, _, _, _ in remembered],
+                [fingerprint for _, fingerprint, _, _ in remembered],
+                [stream for _, _, stream, _ in remembered],
+                [result for _, _, _, result in remembered],
+                EVENTS_APPENDED_CHANNEL,
+                str(plan.last_position),
             )
-            rows, remembered = plan.rows, plan.remembered
-            if rows:
-                await connection.execute(
-                    APPEND_EVENTS,
-                    self.source,
-                    plan.recorded_at,
-                    [fields["position"] for fields, _, _ in rows],
-                    [event.event_id for _, event, _ in rows],
-                    [fields["stream_id"] for fields, _, _ in rows],
-                    [fields["stream_version"] for fields, _, _ in rows],
-                    [fields["type"] for fields, _, _ in rows],
-                    [fields["schema_version"] for fields, _, _ in rows],
-                    [event.occurred_at for _, event, _ in rows],
-                    [fields["actor"] for fields, _, _ in rows],
-                    [pending.correlation_id for _, _, pending in rows],
-                    [pending.causation_id for _, _, pending in rows],
-                    [fields["payload"] for fields, _, _ in rows],
-                    [fields["prev_hash"] for fields, _, _ in rows],
-                    [fields["hash"] for fields, _, _ in rows],
-                    [key for key, _, _, _ in remembered],
-                    [fingerprint for _, fingerprint, _, _ in remembered],
-                    [stream for _, _, stream, _ in remembered],
-                    [result for _, _, _, result in remembered],
-                    EVENTS_APPENDED_CHANNEL,
-                    str(plan.last_position),
-                )
         return plan.outcomes
 
-    async def _earlier_result(
-        self, connection: DbConnection, command: CommandId
-    ) -> AppendResult | None:
-        row = await connection.fetchrow(
-            "SELECT fingerprint, result FROM command_results WHERE command_id = $1", command.key
-        )
-        if row is None:
-            return None
-        if row["fingerprint"] != command.fingerprint:
-            raise IdempotencyKeyReused(command.key)
-        return AppendResult.from_json(row["result"], replayed=True)
-
     async def earlier_result(self, command: CommandId) -> AppendResult | None:
+        """The stored result of an earlier use of ``command``'s id, if any."""
         async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
-            return await self._earlier_result(connection, command)
+            row = await connection.fetchrow(
+                "SELECT fingerprint, result FROM command_results WHERE command_id = $1",
+                command.key,
+            )
+        return None if row is None else _earlier(command, row["fingerprint"], row["result"])
 
     async def read_stream(self, stream_id: str, *, after_version: int = 0) -> list[Envelope]:
         async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
@@ -503,6 +549,29 @@ class EventStore:
         for envelope in envelopes:
             state = evolve(state, envelope.decode(self.registry))
         return state, len(envelopes)
+
+    async def load_for_command(
+        self,
+        stream_id: str,
+        initial: State,
+        evolve: Callable[[State, DomainEvent], State],
+        command: CommandId,
+    ) -> AppendResult | tuple[State, int]:
+        """``command``'s earlier result if its id was used before, else what ``load`` returns.
+
+        One round trip for both: a command with an idempotency key reads them on every call.
+        """
+        async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
+            rows = await connection.fetch(STREAM_FOR_COMMAND, stream_id, command.key)
+        first = rows[0]  # one row at least, whatever the tables hold
+        if first["earlier_fingerprint"] is not None:
+            return _earlier(command, first["earlier_fingerprint"], first["earlier_result"])
+        if first["position"] is None:
+            return initial, 0
+        state = initial
+        for row in rows:
+            state = evolve(state, envelope_from_row(row).decode(self.registry))
+        return state, len(rows)
 
     async def head(self) -> tuple[int, str]:
         async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
