@@ -14,7 +14,11 @@ from ipmg_shared.chain import BreakKind
 from ipmg_shared.db import create_pool
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import (
+    APPEND_EVENTS,
+    APPEND_EVENTS_IF_UNCHANGED,
     APPEND_LOCK_KEY,
+    APPEND_STATE,
+    BEGIN_LOCKED,
     AppendResult,
     CommandId,
     EventStore,
@@ -66,21 +70,23 @@ async def test_upcasting_on_read(store: EventStore, admin_connection: asyncpg.Co
     assert stored.decode(REGISTRY) == NoteRecorded(text="written as version 2")
 
 
-async def test_eight_concurrent_writers_keep_positions_gap_free_and_in_commit_order(
-    store: EventStore,
-) -> None:
+async def write_at_random(stores: list[EventStore], writers: int, events: int) -> int:
+    """``writers`` writers (shared out between ``stores``) appending ``events`` in all to twelve
+    streams at the versions they read, retrying on conflicts; returns how many conflicts."""
     streams = [f"note-{i}" for i in range(12)]
+    each = events // writers
     conflicts = 0
 
     async def writer(seed: int) -> int:
+        store = stores[seed % len(stores)]
         rng = random.Random(seed)
         written = 0
         nonlocal conflicts
-        while written < 500:
+        while written < each:
             stream = rng.choice(streams)
             version = (await store.read_stream(stream))[-1:]
             expected = version[0].stream_version if version else 0
-            batch = min(rng.randint(1, 5), 500 - written)
+            batch = min(rng.randint(1, 5), each - written)
             try:
                 await append(
                     store, stream, expected, *[f"w{seed}-{written + i}" for i in range(batch)]
@@ -91,18 +97,89 @@ async def test_eight_concurrent_writers_keep_positions_gap_free_and_in_commit_or
             written += batch
         return written
 
-    totals = await asyncio.gather(*(writer(seed) for seed in range(8)))
-    assert sum(totals) == 4000
+    totals = await asyncio.gather(*(writer(seed) for seed in range(writers)))
+    assert sum(totals) == events
 
-    everything = [e async for e in store.iter_json()]
-    assert [e["position"] for e in everything] == list(range(1, 4001))
+    everything = [e async for e in stores[0].iter_json()]
+    assert [e["position"] for e in everything] == list(range(1, events + 1))
     for stream in streams:
         versions = [e["stream_version"] for e in everything if e["stream_id"] == stream]
         assert versions == list(range(1, len(versions) + 1))
-    report = await store.verify_chain()
+    report = await stores[0].verify_chain()
     assert report.ok, report.first_break
-    assert report.events == 4000
+    assert report.events == events
+    return conflicts
+
+
+async def test_eight_concurrent_writers_keep_positions_gap_free_and_in_commit_order(
+    store: EventStore,
+) -> None:
+    conflicts = await write_at_random([store], writers=8, events=4000)
     assert conflicts > 0, "overlapping streams must produce optimistic-concurrency conflicts"
+
+
+async def test_two_stores_on_one_database_each_see_what_the_other_appended(
+    postgres: Settings, service_name: str, service_pool: asyncpg.Pool
+) -> None:
+    """Two processes of one service: each plans on the head its own last write left, and
+    the other's appends in between must be found under the lock, not overwritten."""
+    other_pool = await create_pool(postgres.service_dsn(service_name), postgres, max_size=6)
+    try:
+        stores = [
+            EventStore(service_pool, service_name, REGISTRY),
+            EventStore(other_pool, service_name, REGISTRY),
+        ]
+        conflicts = await write_at_random(stores, writers=8, events=2000)
+        assert conflicts > 0
+        # One store appends after the other: its next append must still find the head moved.
+        await append(stores[0], "note-x", 0, "first")
+        await append(stores[1], "note-y", 0, "second")
+        await append(stores[0], "note-x", 1, "third")
+        with pytest.raises(WrongExpectedVersion):
+            await append(stores[1], "note-x", 1, "stale")
+        command = CommandId.of("key-5", {"text": "once"})
+        for store in stores:
+            await store.append(
+                "note-z",
+                None,
+                notes("once"),
+                actor=SECRETARIAT,
+                correlation_id=uuid4(),
+                command=command,
+            )
+        assert [e.stream_id for e in (await stores[0].read_all(after_position=2000))] == [
+            "note-x",
+            "note-y",
+            "note-x",
+            "note-z",
+        ]
+        assert (await stores[1].verify_chain()).ok
+    finally:
+        await other_pool.close()
+
+
+async def test_a_store_that_wrote_last_appends_without_reading_under_the_lock(
+    postgres: Settings, service_name: str
+) -> None:
+    statements: list[str] = []
+    # One connection, which keeps the logger between the store's acquires.
+    pool = await create_pool(postgres.service_dsn(service_name), postgres, min_size=1, max_size=1)
+    async with pool.acquire() as connection:
+        connection.add_query_logger(lambda query: statements.append(query.query))
+    try:
+        store = EventStore(pool, service_name, REGISTRY)
+        await append(store, "note-a", 0, "first: reads the head under the lock")
+        statements.clear()
+        await append(store, "note-a", 1, "second: planned on the first")
+        assert statements == [BEGIN_LOCKED, APPEND_EVENTS_IF_UNCHANGED, "COMMIT"]
+        statements.clear()
+        # Expecting any version, it cannot be planned without reading.
+        await append(store, "note-a", None, "third")
+        assert statements == [BEGIN_LOCKED, APPEND_STATE, APPEND_EVENTS, "COMMIT"]
+        assert [e.stream_version for e in await store.read_stream("note-a")] == [1, 2, 3]
+        assert (await store.verify_chain()).ok
+    finally:
+        await pool.close()
 
 
 async def test_a_late_committing_writer_cannot_leave_a_hole_behind_it(

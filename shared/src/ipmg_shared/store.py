@@ -56,9 +56,7 @@ FROM (SELECT 1) AS here
 LEFT JOIN LATERAL (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) AS head
        ON true
 """
-# The events, the commands' results and the relay's wake-up, written in one statement.
-APPEND_EVENTS = f"""
-WITH appended AS (
+_INSERT_EVENTS = f"""
     INSERT INTO events ({EVENT_COLUMNS})
     SELECT position, event_id, stream_id, stream_version, type, schema_version, $1, occurred_at,
            $2, actor, correlation_id, causation_id, payload, prev_hash, hash
@@ -66,12 +64,35 @@ WITH appended AS (
                 $9::timestamptz[], $10::jsonb[], $11::uuid[], $12::uuid[], $13::jsonb[],
                 $14::text[], $15::text[])
          AS e(position, event_id, stream_id, stream_version, type, schema_version, occurred_at,
-              actor, correlation_id, causation_id, payload, prev_hash, hash)
-), remembered AS (
+              actor, correlation_id, causation_id, payload, prev_hash, hash)"""
+_INSERT_RESULTS = """
     INSERT INTO command_results (command_id, fingerprint, stream_id, result)
-    SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::jsonb[])
+    SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::jsonb[]) AS r"""
+# The events, the commands' results and the relay's wake-up, written in one statement.
+APPEND_EVENTS = f"""
+WITH appended AS ({_INSERT_EVENTS}
+), remembered AS ({_INSERT_RESULTS}
 )
 SELECT pg_notify($20, $21)
+"""
+# The same, planned without reading under the lock: written only if what the plan assumed
+# still holds (the chain's head, each stream's version, no command id used), else nothing.
+APPEND_EVENTS_IF_UNCHANGED = f"""
+WITH unchanged AS (
+    SELECT coalesce((SELECT max(position) FROM events), 0) = $22
+       AND NOT EXISTS (SELECT FROM command_results WHERE command_id = ANY($23::text[]))
+       AND NOT EXISTS (
+           SELECT FROM unnest($24::text[], $25::int[]) AS s(stream_id, version)
+           WHERE s.version <> (SELECT coalesce(max(e.stream_version), 0)
+                               FROM events AS e WHERE e.stream_id = s.stream_id)
+       ) AS holds
+), appended AS ({_INSERT_EVENTS}
+    WHERE (SELECT holds FROM unchanged)
+), remembered AS ({_INSERT_RESULTS}
+    WHERE (SELECT holds FROM unchanged)
+)
+SELECT holds FROM unchanged
+LEFT JOIN LATERAL (SELECT pg_notify($20, $21) WHERE holds) AS woken ON true
 """
 # A command's earlier result (if its id was used before) and its stream's events, in one round
 # trip: an empty stream is one row of NULL event columns.
@@ -172,7 +193,9 @@ class BatchPlan:
     """What one transaction writes for a batch of appends, and what each caller is told."""
 
     recorded_at: datetime
+    first_head: tuple[int, str]  # the chain's head it was planned on
     last_position: int
+    last_hash: str
     rows: list[tuple[JsonObject, NewEvent, PendingAppend]] = field(default_factory=list)
     remembered: list[tuple[str, str, str, JsonObject]] = field(default_factory=list)
     outcomes: list[tuple[PendingAppend, AppendResult | Exception]] = field(default_factory=list)
@@ -194,7 +217,7 @@ def plan_batch(
     """
     versions, earlier = dict(versions), dict(earlier)
     position, prev_hash = head
-    plan = BatchPlan(recorded_at, position)
+    plan = BatchPlan(recorded_at, head, position, prev_hash)
     for pending in batch:
         command = pending.command
         if command is not None and command.key in earlier:
@@ -247,7 +270,7 @@ def plan_batch(
                 (command.key, command.fingerprint, pending.stream_id, result.to_json())
             )
         plan.outcomes.append((pending, result))
-    plan.last_position = position
+    plan.last_position, plan.last_hash = position, prev_hash
     return plan
 
 
@@ -340,6 +363,8 @@ class EventStore:
         self._acquire_timeout_s = acquire_timeout_s
         self._clock = clock
         self._waiting: list[PendingAppend] = []
+        # The chain's head as this store's last write left it; another writer may have moved it.
+        self._head: tuple[int, str] | None = None
         # The writer waiting for the lock, which takes what waits once it holds it.
         self._next_writer: asyncio.Task[None] | None = None
 
@@ -443,6 +468,20 @@ class EventStore:
         self, connection: DbConnection, batch: list[PendingAppend]
     ) -> list[tuple[PendingAppend, AppendResult | Exception]]:
         """Under the lock: each append checked in turn against what the ones before left."""
+        assumed = self._plan_from_last_write(batch)
+        if assumed is not None:
+            plan, versions = assumed
+            unchanged = await connection.fetchval(
+                APPEND_EVENTS_IF_UNCHANGED,
+                *self._write_arguments(plan),
+                plan.first_head[0],
+                [p.command.key for p in batch if p.command is not None],
+                list(versions),
+                list(versions.values()),
+            )
+            if unchanged:
+                self._head = (plan.last_position, plan.last_hash)
+                return plan.outcomes
         # A statement after the lock's: its snapshot sees every append committed before
         # this one could take the lock (within the locking statement it would not).
         now = await connection.fetchrow(
@@ -459,33 +498,65 @@ class EventStore:
             head=(now["position"] or 0, now["hash"] or GENESIS_HASH),
             recorded_at=self._clock(),
         )
-        rows, remembered = plan.rows, plan.remembered
-        if rows:
-            await connection.execute(
-                APPEND_EVENTS,
-                self.source,
-                plan.recorded_at,
-                [fields["position"] for fields, _, _ in rows],
-                [event.event_id for _, event, _ in rows],
-                [fields["stream_id"] for fields, _, _ in rows],
-                [fields["stream_version"] for fields, _, _ in rows],
-                [fields["type"] for fields, _, _ in rows],
-                [fields["schema_version"] for fields, _, _ in rows],
-                [event.occurred_at for _, event, _ in rows],
-                [fields["actor"] for fields, _, _ in rows],
-                [pending.correlation_id for _, _, pending in rows],
-                [pending.causation_id for _, _, pending in rows],
-                [fields["payload"] for fields, _, _ in rows],
-                [fields["prev_hash"] for fields, _, _ in rows],
-                [fields["hash"] for fields, _, _ in rows],
-                [key for key, _, _, _ in remembered],
-                [fingerprint for _, fingerprint, _, _ in remembered],
-                [stream for _, _, stream, _ in remembered],
-                [result for _, _, _, result in remembered],
-                EVENTS_APPENDED_CHANNEL,
-                str(plan.last_position),
-            )
+        if plan.rows:
+            await connection.execute(APPEND_EVENTS, *self._write_arguments(plan))
+        self._head = (plan.last_position, plan.last_hash)
         return plan.outcomes
+
+    def _plan_from_last_write(
+        self, batch: list[PendingAppend]
+    ) -> tuple[BatchPlan, dict[str, int]] | None:
+        """A plan that saves reading under the lock, when this store wrote the last events.
+
+        It assumes the chain's head is what this store's last write left and each stream is
+        at the version its append expects; the write checks both, under the lock. None when it
+        cannot assume (no write yet, an append to any version, an append the plan refuses:
+        those are answered from what is read).
+        """
+        if self._head is None or any(p.expected_version is None for p in batch):
+            return None
+        versions: dict[str, int] = {}
+        for pending in batch:
+            assert pending.expected_version is not None
+            versions.setdefault(pending.stream_id, pending.expected_version)
+        plan = plan_batch(
+            self.source,
+            batch,
+            versions=versions,
+            earlier={},
+            head=self._head,
+            recorded_at=self._clock(),
+        )
+        if any(not isinstance(outcome, AppendResult) for _, outcome in plan.outcomes):
+            return None
+        return plan, versions
+
+    def _write_arguments(self, plan: BatchPlan) -> tuple[object, ...]:
+        """``$1`` to ``$21`` of the statements that write a batch."""
+        rows, remembered = plan.rows, plan.remembered
+        return (
+            self.source,
+            plan.recorded_at,
+            [fields["position"] for fields, _, _ in rows],
+            [event.event_id for _, event, _ in rows],
+            [fields["stream_id"] for fields, _, _ in rows],
+            [fields["stream_version"] for fields, _, _ in rows],
+            [fields["type"] for fields, _, _ in rows],
+            [fields["schema_version"] for fields, _, _ in rows],
+            [event.occurred_at for _, event, _ in rows],
+            [fields["actor"] for fields, _, _ in rows],
+            [pending.correlation_id for _, _, pending in rows],
+            [pending.causation_id for _, _, pending in rows],
+            [fields["payload"] for fields, _, _ in rows],
+            [fields["prev_hash"] for fields, _, _ in rows],
+            [fields["hash"] for fields, _, _ in rows],
+            [key for key, _, _, _ in remembered],
+            [fingerprint for _, fingerprint, _, _ in remembered],
+            [stream for _, _, stream, _ in remembered],
+            [result for _, _, _, result in remembered],
+            EVENTS_APPENDED_CHANNEL,
+            str(plan.last_position),
+        )
 
     async def earlier_result(self, command: CommandId) -> AppendResult | None:
         """The stored result of an earlier use of ``command``'s id, if any."""
