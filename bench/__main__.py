@@ -39,7 +39,7 @@ def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
             ),
         }
     return {
-        "append": append.AppendSizes(commands={1: 400, 10: 200}, rounds=rounds or 3),
+        "append": append.AppendSizes(commands={1: 400, 10: 200}, rounds=rounds or 5),
         "relay": relay.RelaySizes(events=50_000, rounds=rounds or 3),
         # Short runs, more rounds: the ratio is taken round by round. Two of ours draw 70
         # checklists a round each, and 10^4 stored events hold 1,000.
