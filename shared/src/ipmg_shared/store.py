@@ -508,10 +508,10 @@ class EventStore:
     ) -> tuple[BatchPlan, dict[str, int]] | None:
         """A plan that saves reading under the lock, when this store wrote the last events.
 
-        It assumes the chain's head is what this store's last write left and each stream is
-        at the version its append expects; the write checks both, under the lock. None when it
-        cannot assume (no write yet, an append to any version, an append the plan refuses:
-        those are answered from what is read).
+        It assumes the chain's head is what this store's last write left, each stream is at the
+        version its append expects and no command id was used; the write checks all three,
+        under the lock. None when it cannot assume (no write yet, an append to any version, an
+        append the plan refuses: those are answered from what is read).
         """
         if self._head is None or any(p.expected_version is None for p in batch):
             return None
