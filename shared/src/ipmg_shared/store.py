@@ -468,6 +468,7 @@ class EventStore:
         self, connection: DbConnection, batch: list[PendingAppend]
     ) -> list[tuple[PendingAppend, AppendResult | Exception]]:
         """Under the lock: each append checked in turn against what the ones before left."""
+        command_keys = [p.command.key for p in batch if p.command is not None]
         assumed = self._plan_from_last_write(batch)
         if assumed is not None:
             plan, versions = assumed
@@ -475,7 +476,7 @@ class EventStore:
                 APPEND_EVENTS_IF_UNCHANGED,
                 *self._write_arguments(plan),
                 plan.first_head[0],
-                [p.command.key for p in batch if p.command is not None],
+                command_keys,
                 list(versions),
                 list(versions.values()),
             )
@@ -487,7 +488,7 @@ class EventStore:
         now = await connection.fetchrow(
             APPEND_STATE,
             sorted({p.stream_id for p in batch}),
-            [p.command.key for p in batch if p.command is not None],
+            command_keys,
         )
         assert now is not None  # one row, whatever the tables hold
         plan = plan_batch(
@@ -615,11 +616,18 @@ class EventStore:
         evolve: Callable[[State, DomainEvent], State],
     ) -> tuple[State, int]:
         """The aggregate's state folded from its events, and the stream's version."""
+        return self._fold(await self.read_stream(stream_id), initial, evolve)
+
+    def _fold(
+        self,
+        stream: list[Envelope],
+        initial: State,
+        evolve: Callable[[State, DomainEvent], State],
+    ) -> tuple[State, int]:
         state = initial
-        envelopes = await self.read_stream(stream_id)
-        for envelope in envelopes:
+        for envelope in stream:
             state = evolve(state, envelope.decode(self.registry))
-        return state, len(envelopes)
+        return state, len(stream)
 
     async def load_for_command(
         self,
@@ -637,12 +645,8 @@ class EventStore:
         first = rows[0]  # one row at least, whatever the tables hold
         if first["earlier_fingerprint"] is not None:
             return _earlier(command, first["earlier_fingerprint"], first["earlier_result"])
-        if first["position"] is None:
-            return initial, 0
-        state = initial
-        for row in rows:
-            state = evolve(state, envelope_from_row(row).decode(self.registry))
-        return state, len(rows)
+        stream = [] if first["position"] is None else [envelope_from_row(row) for row in rows]
+        return self._fold(stream, initial, evolve)
 
     async def head(self) -> tuple[int, str]:
         async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
