@@ -123,7 +123,9 @@ def migrations_in(package: str, prefix: str, names: Iterable[str] | None = None)
 
 
 def event_store_migrations() -> list[Migration]:
-    return migrations_in("ipmg_shared", "shared", ["0001_event_store.sql"])
+    return migrations_in(
+        "ipmg_shared", "shared", ["0001_event_store.sql", "0003_append_events.sql"]
+    )
 
 
 def consumer_migrations() -> list[Migration]:

@@ -56,44 +56,14 @@ FROM (SELECT 1) AS here
 LEFT JOIN LATERAL (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) AS head
        ON true
 """
-_INSERT_EVENTS = f"""
-    INSERT INTO events ({EVENT_COLUMNS})
-    SELECT position, event_id, stream_id, stream_version, type, schema_version, $1, occurred_at,
-           $2, actor, correlation_id, causation_id, payload, prev_hash, hash
-    FROM unnest($3::bigint[], $4::uuid[], $5::text[], $6::int[], $7::text[], $8::int[],
-                $9::timestamptz[], $10::jsonb[], $11::uuid[], $12::uuid[], $13::jsonb[],
-                $14::text[], $15::text[])
-         AS e(position, event_id, stream_id, stream_version, type, schema_version, occurred_at,
-              actor, correlation_id, causation_id, payload, prev_hash, hash)"""
-_INSERT_RESULTS = """
-    INSERT INTO command_results (command_id, fingerprint, stream_id, result)
-    SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::jsonb[]) AS r"""
-# The events, the commands' results and the relay's wake-up, written in one statement.
-APPEND_EVENTS = f"""
-WITH appended AS ({_INSERT_EVENTS}
-), remembered AS ({_INSERT_RESULTS}
+# A batch written by the store's function (migration 0003): the lock, the check that what the
+# plan assumed still holds, the events, the commands' results and the relay's wake-up. Sent
+# alone it is a whole append, committed, in one round trip; it writes nothing and returns
+# false if the plan no longer holds.
+APPEND_EVENTS = (
+    "SELECT append_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+    "$16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
 )
-SELECT pg_notify($20, $21)
-"""
-# The same, planned without reading under the lock: written only if what the plan assumed
-# still holds (the chain's head, each stream's version, no command id used), else nothing.
-APPEND_EVENTS_IF_UNCHANGED = f"""
-WITH unchanged AS (
-    SELECT coalesce((SELECT max(position) FROM events), 0) = $22
-       AND NOT EXISTS (SELECT FROM command_results WHERE command_id = ANY($23::text[]))
-       AND NOT EXISTS (
-           SELECT FROM unnest($24::text[], $25::int[]) AS s(stream_id, version)
-           WHERE s.version <> (SELECT coalesce(max(e.stream_version), 0)
-                               FROM events AS e WHERE e.stream_id = s.stream_id)
-       ) AS holds
-), appended AS ({_INSERT_EVENTS}
-    WHERE (SELECT holds FROM unchanged)
-), remembered AS ({_INSERT_RESULTS}
-    WHERE (SELECT holds FROM unchanged)
-)
-SELECT holds FROM unchanged
-LEFT JOIN LATERAL (SELECT pg_notify($20, $21) WHERE holds) AS woken ON true
-"""
 # A command's earlier result (if its id was used before) and its stream's events, in one round
 # trip: an empty stream is one row of NULL event columns.
 STREAM_FOR_COMMAND = f"""
@@ -194,6 +164,7 @@ class BatchPlan:
 
     recorded_at: datetime
     first_head: tuple[int, str]  # the chain's head it was planned on
+    versions_before: dict[str, int]  # and each of the batch's streams' version
     last_position: int
     last_hash: str
     rows: list[tuple[JsonObject, NewEvent, PendingAppend]] = field(default_factory=list)
@@ -217,7 +188,8 @@ def plan_batch(
     """
     versions, earlier = dict(versions), dict(earlier)
     position, prev_hash = head
-    plan = BatchPlan(recorded_at, head, position, prev_hash)
+    versions_before = {pending.stream_id: versions.get(pending.stream_id, 0) for pending in batch}
+    plan = BatchPlan(recorded_at, head, versions_before, position, prev_hash)
     for pending in batch:
         command = pending.command
         if command is not None and command.key in earlier:
@@ -365,8 +337,9 @@ class EventStore:
         self._waiting: list[PendingAppend] = []
         # The chain's head as this store's last write left it; another writer may have moved it.
         self._head: tuple[int, str] | None = None
-        # The writer waiting for the lock, which takes what waits once it holds it.
+        # The writer that will take what waits, and the one writing the batch it took.
         self._next_writer: asyncio.Task[None] | None = None
+        self._writing: asyncio.Task[None] | None = None
 
     async def append(
         self,
@@ -411,36 +384,37 @@ class EventStore:
             )
 
     async def _write_next_batch(self) -> None:
-        """Take the lock, then every append waiting by then, and write them together.
+        """Once the batch before is written, take every append waiting and write them together.
 
-        The batch is taken once the lock is held: appends that arrive while the batch before
-        is written wait for this one, whose lock is granted as that one commits, so the lock
-        is never idle while appends wait. A caller that gave up before its batch was taken is
-        not appended; one whose batch was taken is, as a lone append past its last statement
-        would be.
+        One batch is written at a time, each planned on the head the one before left; appends
+        that arrive meanwhile wait for the next. A caller that gave up before its batch was
+        taken is not appended; one whose batch was taken is, as a lone append past its last
+        statement would be.
         """
         writer = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        before = self._writing
+        if before is not None and not before.done() and before.get_loop() is loop:
+            await asyncio.wait([before])
 
         def take() -> list[PendingAppend]:
             if self._next_writer is writer:
                 self._next_writer = None  # an append arriving from now on needs another
+            self._writing = writer
             batch = [p for p in self._waiting[:MAX_BATCH] if not p.outcome.done()]
             del self._waiting[:MAX_BATCH]
             if self._waiting:  # more than a batch waited
-                self._ensure_next_writer(asyncio.get_running_loop())
+                self._ensure_next_writer(loop)
             return batch
 
         await self._write_batch(take)
 
     async def _write_batch(self, take: Callable[[], list[PendingAppend]]) -> None:
-        """One transaction under the lock for the appends that ``take`` gives once it is held;
-        each caller hears its own outcome, or the error that failed them all."""
+        """The appends that ``take`` gives, written together; each caller hears its own
+        outcome, or the error that failed them all."""
         batch: list[PendingAppend] | None = None
         try:
-            async with (
-                self.pool.acquire(timeout=self._acquire_timeout_s) as connection,
-                _locked_transaction(connection),
-            ):
+            async with self.pool.acquire(timeout=self._acquire_timeout_s) as connection:
                 batch = take()
                 outcomes = await self._append_together(connection, batch) if batch else []
         except asyncpg.IntegrityConstraintViolationError as conflict:
@@ -467,46 +441,43 @@ class EventStore:
     async def _append_together(
         self, connection: DbConnection, batch: list[PendingAppend]
     ) -> list[tuple[PendingAppend, AppendResult | Exception]]:
-        """Under the lock: each append checked in turn against what the ones before left."""
-        command_keys = [p.command.key for p in batch if p.command is not None]
-        assumed = self._plan_from_last_write(batch)
-        if assumed is not None:
-            plan, versions = assumed
-            unchanged = await connection.fetchval(
-                APPEND_EVENTS_IF_UNCHANGED,
-                *self._write_arguments(plan),
-                plan.first_head[0],
-                command_keys,
-                list(versions),
-                list(versions.values()),
+        """Each append checked in turn against what the ones before it left, then written.
+
+        Planned first on what this store's last write left: if that still holds, the batch is
+        written and committed in one round trip. Otherwise it is planned on what is read under
+        the lock, in a transaction that holds it until the batch is written.
+        """
+        plan = self._plan_from_last_write(batch)
+        if plan is not None and await connection.fetchval(
+            APPEND_EVENTS, *self._write_arguments(plan)
+        ):
+            self._head = (plan.last_position, plan.last_hash)
+            return plan.outcomes
+        async with _locked_transaction(connection):
+            # A statement after the lock's: its snapshot sees every append committed before
+            # this one could take the lock (within the locking statement it would not).
+            now = await connection.fetchrow(
+                APPEND_STATE,
+                sorted({p.stream_id for p in batch}),
+                [p.command.key for p in batch if p.command is not None],
             )
-            if unchanged:
-                self._head = (plan.last_position, plan.last_hash)
-                return plan.outcomes
-        # A statement after the lock's: its snapshot sees every append committed before
-        # this one could take the lock (within the locking statement it would not).
-        now = await connection.fetchrow(
-            APPEND_STATE,
-            sorted({p.stream_id for p in batch}),
-            command_keys,
-        )
-        assert now is not None  # one row, whatever the tables hold
-        plan = plan_batch(
-            self.source,
-            batch,
-            versions=now["versions"] or {},
-            earlier=now["earlier"] or {},
-            head=(now["position"] or 0, now["hash"] or GENESIS_HASH),
-            recorded_at=self._clock(),
-        )
-        if plan.rows:
-            await connection.execute(APPEND_EVENTS, *self._write_arguments(plan))
+            assert now is not None  # one row, whatever the tables hold
+            plan = plan_batch(
+                self.source,
+                batch,
+                versions=now["versions"] or {},
+                earlier=now["earlier"] or {},
+                head=(now["position"] or 0, now["hash"] or GENESIS_HASH),
+                recorded_at=self._clock(),
+            )
+            if plan.rows and not await connection.fetchval(
+                APPEND_EVENTS, *self._write_arguments(plan)
+            ):
+                raise RuntimeError("the append lock did not keep what was read under it")
         self._head = (plan.last_position, plan.last_hash)
         return plan.outcomes
 
-    def _plan_from_last_write(
-        self, batch: list[PendingAppend]
-    ) -> tuple[BatchPlan, dict[str, int]] | None:
+    def _plan_from_last_write(self, batch: list[PendingAppend]) -> BatchPlan | None:
         """A plan that saves reading under the lock, when this store wrote the last events.
 
         It assumes the chain's head is what this store's last write left, each stream is at the
@@ -530,12 +501,13 @@ class EventStore:
         )
         if any(not isinstance(outcome, AppendResult) for _, outcome in plan.outcomes):
             return None
-        return plan, versions
+        return plan
 
     def _write_arguments(self, plan: BatchPlan) -> tuple[object, ...]:
-        """``$1`` to ``$21`` of the statements that write a batch."""
+        """The arguments of ``APPEND_EVENTS``, in the function's order."""
         rows, remembered = plan.rows, plan.remembered
         return (
+            APPEND_LOCK_KEY,
             self.source,
             plan.recorded_at,
             [fields["position"] for fields, _, _ in rows],
@@ -555,6 +527,9 @@ class EventStore:
             [fingerprint for _, fingerprint, _, _ in remembered],
             [stream for _, _, stream, _ in remembered],
             [result for _, _, _, result in remembered],
+            plan.first_head[0],
+            list(plan.versions_before),
+            list(plan.versions_before.values()),
             EVENTS_APPENDED_CHANNEL,
             str(plan.last_position),
         )
