@@ -23,7 +23,7 @@ from ipmg_notifications.domain import (
     reminder_notice,
     reminders_due,
 )
-from ipmg_notifications.rendering import render
+from ipmg_notifications.rendering import messages_of, render
 from ipmg_shared.actors import Unit
 from tests.unit.notifications.examples import (
     ADOPTED,
@@ -102,6 +102,18 @@ def test_what_people_typed_is_escaped_in_html_and_kept_in_text() -> None:
     assert "<with its own budget>" in message.text
     assert "&lt;with its own budget&gt;" in message.html
     assert "A &lt;b&gt;bold&lt;/b&gt; name" in message.html
+
+
+def test_one_body_is_addressed_to_each_person_with_only_the_greeting_changed() -> None:
+    addressed_to = messages_of(NOTICES[NotificationKind.INVITATION])
+    ayesha, bilal, unit = (
+        addressed_to("Ayesha Khan"),
+        addressed_to("Bilal <Ahmed>"),
+        addressed_to(None),
+    )
+    assert ayesha.text.replace("Ayesha Khan", "Bilal <Ahmed>") == bilal.text
+    assert ayesha.html.replace("Ayesha Khan", "Bilal &lt;Ahmed&gt;") == bilal.html
+    assert unit.text.removeprefix("To: Punjab") == ayesha.text.removeprefix("Dear Ayesha Khan,")
 
 
 def test_each_unit_reads_its_own_actions_in_its_message() -> None:

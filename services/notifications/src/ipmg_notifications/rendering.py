@@ -1,12 +1,15 @@
 """Notices into readable messages: plain text and HTML from the package's Jinja2 templates.
 
-Each kind has ``<kind>.txt`` and ``<kind>.html``; HTML is autoescaped (a resolution's
-text is what people typed) and a variable a template names but the notice lacks is an error,
-not an empty string.
+Each kind has ``<kind>.txt`` and ``<kind>.html``, the body of its message, which is the same
+for everyone the notice goes to; ``base.txt`` and ``base.html`` put the greeting of each
+person and the footer around it. So a meeting's invitation renders its body once per unit,
+not once per member. HTML is autoescaped (a resolution's text is what people typed) and a
+variable a template names but the notice lacks is an error, not an empty string.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -43,16 +46,24 @@ def template_names(kind: NotificationKind) -> tuple[str, str]:
 
 def render(notice: Notice, person: str | None) -> RenderedMessage:
     """The message ``notice`` sends to ``person`` (None: to the unit, e.g. its webhook)."""
+    return messages_of(notice)(person)
+
+
+def messages_of(notice: Notice) -> Callable[[str | None], RenderedMessage]:
+    """The notice's body rendered once; the function returned addresses it to each person."""
     env = environment()
-    variables = {
-        **notice.context,
-        "subject": notice.subject,
-        "unit_name": UNIT_NAMES[notice.unit],
-        "person": person,
-    }
+    variables = {**notice.context, "subject": notice.subject, "unit_name": UNIT_NAMES[notice.unit]}
     text_name, html_name = template_names(notice.kind)
-    return RenderedMessage(
-        subject=notice.subject,
-        text=env.get_template(text_name).render(variables),
-        html=env.get_template(html_name).render(variables),
-    )
+    text_body = env.get_template(text_name).render(variables)
+    # A template module, rendered with autoescape: Jinja places it in the page as markup.
+    html_body = env.get_template(html_name).make_module(variables)
+    text_base, html_base = env.get_template("base.txt"), env.get_template("base.html")
+
+    def addressed_to(person: str | None) -> RenderedMessage:
+        return RenderedMessage(
+            subject=notice.subject,
+            text=text_base.render(variables, person=person, body=text_body),
+            html=html_base.render(variables, person=person, body=html_body),
+        )
+
+    return addressed_to
