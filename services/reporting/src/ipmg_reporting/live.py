@@ -51,8 +51,7 @@ class DocumentsUnreadable(Exception):
     """Stored documents this code cannot read (a copy of another version, until rebuilt)."""
 
 
-# Three round trips per event besides the runner's own (the pool caches no statement, so
-# each query is prepared afresh): the lock, one read, one write.
+# Three round trips per event besides the runner's own: the lock, one read, one write.
 SWAP_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({SWAP_LOCK_KEY})"
 READ_LIVE_STATE = """
 SELECT (SELECT max(version) FROM projection_version) AS version,

@@ -29,11 +29,10 @@ SWAP_LOCK_KEY = 0x1A11_0040
 REBUILD_LOCK_KEY = 0x1A11_0041  # one rebuild at a time
 
 SERVER_SETTINGS = {"search_path": SEARCH_PATH}
-POOL_OPTIONS = {
-    "server_settings": SERVER_SETTINGS,
-    # No prepared statement may outlive a swap of the schemas behind its table names.
-    "statement_cache_size": 0,
-}
+# The pool keeps its prepared statements across a swap: renaming a schema makes PostgreSQL drop
+# every cached plan in every session, and the next execution finds its tables by name again,
+# in the copy live by then (tests/integration/reporting/test_reporting_schema_swap.py).
+POOL_OPTIONS = {"server_settings": SERVER_SETTINGS}
 
 
 def projection_ddl() -> str:

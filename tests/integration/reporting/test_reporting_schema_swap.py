@@ -1,0 +1,62 @@
+"""The live pool's prepared statements across a swap of the projection's copies."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from ipmg_reporting.schema import (
+    POOL_OPTIONS,
+    REBUILD,
+    SERVICE,
+    create_copy,
+    swap_in_rebuilt_copy,
+)
+from ipmg_shared.db import create_pool
+from ipmg_shared.settings import Settings
+from tests.integration.reporting.system import migrate_reporting
+
+pytestmark = pytest.mark.infra
+
+LOGGED = "SELECT count(*) FROM event_log WHERE position > $1"
+LOG_ONE = "INSERT INTO event_log VALUES ('meetings', $1, $2, now(), '{}')"
+PREPARED = "SELECT name FROM pg_prepared_statements WHERE statement = $1"
+
+
+async def test_statements_prepared_before_a_swap_read_and_write_the_copy_swapped_in(
+    postgres: Settings,
+) -> None:
+    own = f"{postgres.database_prefix}{uuid4().hex[:8]}_"
+    settings = postgres.model_copy(update={"database_prefix": own})
+    await migrate_reporting(settings)
+    pool = await create_pool(
+        settings.service_dsn(SERVICE), settings, min_size=1, max_size=1, **POOL_OPTIONS
+    )
+    # As a rebuild does it: the service's role, a connection of its own.
+    rebuilder = await asyncpg.connect(settings.service_dsn(SERVICE), statement_cache_size=0)
+    try:
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute(LOG_ONE, 1, uuid4())
+            assert await connection.fetchval(LOGGED, 0) == 1  # both prepared on the first copy
+            prepared = await connection.fetchval(PREPARED, LOGGED)
+            assert prepared is not None
+
+        await create_copy(rebuilder, REBUILD)
+        await rebuilder.execute(f"INSERT INTO {REBUILD}.event_log SELECT * FROM live.event_log")
+        await rebuilder.execute(
+            f"INSERT INTO {REBUILD}.event_log VALUES ('meetings', 2, $1, now(), '{{}}')", uuid4()
+        )
+        async with rebuilder.transaction():
+            await swap_in_rebuilt_copy(rebuilder)
+
+        async with pool.acquire() as connection, connection.transaction():
+            assert await connection.fetchval(LOGGED, 0) == 2  # the copy swapped in
+            assert await connection.fetchval(PREPARED, LOGGED) == prepared  # the same statement
+            await connection.execute(LOG_ONE, 3, uuid4())
+        assert await rebuilder.fetchval("SELECT count(*) FROM live.event_log") == 3
+        assert await rebuilder.fetchval("SELECT count(*) FROM retired.event_log") == 1
+    finally:
+        await rebuilder.close()
+        await pool.close()
