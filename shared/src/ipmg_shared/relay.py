@@ -38,7 +38,9 @@ def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        # The relay hands a whole batch over before it yields and waits for every
+        # acknowledgement before the next: lingering would only hold the last records back.
+        linger_ms=0,
         max_batch_size=1024 * 1024,
         request_timeout_ms=int(settings.kafka_send_timeout_s * 1000),
     )
