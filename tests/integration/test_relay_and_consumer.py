@@ -13,6 +13,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import REGISTRY as METRICS
 
 from ipmg_shared.consumer import ConsumerRunner, Delivery, Outcome, Subscription
 from ipmg_shared.envelope import Envelope
@@ -72,6 +73,24 @@ async def test_relay_publishes_every_event_in_order_with_headers(
     assert headers["type"] == b"NoteRecorded"
     assert headers["source"] == service_name.encode()
     assert headers["event_id"] == str(envelopes[0].event_id).encode()
+
+
+async def test_progress_set_back_by_an_operator_is_published_again_from_there(
+    kafka: Settings, service_name: str, service_pool: asyncpg.Pool, store: EventStore
+) -> None:
+    """The relay reads what is recorded as published with each batch, not once at start."""
+    for i in range(5):
+        await store.append("note-a", i, notes(f"n{i}"), actor=SECRETARIAT, correlation_id=uuid4())
+    async with running_relay(kafka, service_name) as relay:
+        await wait_until(lambda: relay.published_position == 5)
+        lag = METRICS.get_sample_value("ipmg_relay_lag_events", {"source": service_name})
+        assert lag == 0
+        await service_pool.execute("UPDATE relay_progress SET published_position = 2")
+        await store.append("note-a", 5, notes("n5"), actor=SECRETARIAT, correlation_id=uuid4())
+        await wait_until(lambda: relay.published_position == 6, timeout=5)
+
+    records = [r async for r in read_topic(kafka, kafka.topics.events(service_name))]
+    assert [Envelope.from_bytes(r.value).position for r in records] == [1, 2, 3, 4, 5, 3, 4, 5, 6]
 
 
 class EffectRecorder:

@@ -30,6 +30,24 @@ log = get_logger("ipmg.relay")
 
 ProducerFactory = Callable[[], AIOKafkaProducer]
 
+# The position recorded as published and the batch of events after it, in one round trip: no
+# event after it is one row of NULL event columns.
+NEXT_BATCH = f"""
+SELECT progress.published_position, e.*
+FROM relay_progress AS progress
+LEFT JOIN LATERAL (
+    SELECT {EVENT_COLUMNS} FROM events WHERE position > progress.published_position
+    ORDER BY position LIMIT $2
+) AS e ON true
+WHERE progress.topic = $1
+ORDER BY e.position
+"""
+# The batch recorded as published, and the store's head for the lag, in one round trip.
+MARK_PUBLISHED = """
+UPDATE relay_progress SET published_position = $2, updated_at = now() WHERE topic = $1
+RETURNING (SELECT coalesce(max(position), 0) FROM events)
+"""
+
 
 def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
     # aiokafka defaults to acks=1 without idempotence: both are set explicitly.
@@ -127,15 +145,10 @@ class Relay:
         self, connection: asyncpg.Connection, producer: AIOKafkaProducer
     ) -> int:
         """Publish the next batch after what is recorded as published; returns its size."""
-        published = await connection.fetchval(
-            "SELECT published_position FROM relay_progress WHERE topic = $1", self.topic
-        )
-        rows = await connection.fetch(
-            f"SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
-            published,
-            self.settings.relay_batch_size,
-        )
-        self.published_position = published
+        found = await connection.fetch(NEXT_BATCH, self.topic, self.settings.relay_batch_size)
+        # Read each time, not kept: an operator may set it back to publish everything again.
+        self.published_position = found[0]["published_position"]
+        rows = [row for row in found if row["position"] is not None]
         if not rows:
             RELAY_LAG.labels(self.source).set(0)
             return 0
@@ -148,14 +161,8 @@ class Relay:
         # Outcome unknown on timeout: nothing is marked, the batch goes again.
         await asyncio.wait_for(asyncio.gather(*deliveries), self.settings.kafka_send_timeout_s)
         last = rows[-1]["position"]
-        await connection.execute(
-            "UPDATE relay_progress SET published_position = $2, updated_at = now() "
-            "WHERE topic = $1",
-            self.topic,
-            last,
-        )
+        head = await connection.fetchval(MARK_PUBLISHED, self.topic, last)
         self.published_position = last
         EVENTS_PUBLISHED.labels(self.source).inc(len(rows))
-        head = await connection.fetchval("SELECT coalesce(max(position), 0) FROM events")
         RELAY_LAG.labels(self.source).set(head - last)
         return len(rows)
