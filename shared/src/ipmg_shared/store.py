@@ -163,7 +163,7 @@ class BatchPlan:
     """What one transaction writes for a batch of appends, and what each caller is told."""
 
     recorded_at: datetime
-    first_head: tuple[int, str]  # the chain's head it was planned on
+    head_position: int  # the chain's head it was planned on
     versions_before: dict[str, int]  # and each of the batch's streams' version
     last_position: int
     last_hash: str
@@ -189,16 +189,12 @@ def plan_batch(
     versions, earlier = dict(versions), dict(earlier)
     position, prev_hash = head
     versions_before = {pending.stream_id: versions.get(pending.stream_id, 0) for pending in batch}
-    plan = BatchPlan(recorded_at, head, versions_before, position, prev_hash)
+    plan = BatchPlan(recorded_at, position, versions_before, position, prev_hash)
     for pending in batch:
         command = pending.command
         if command is not None and command.key in earlier:
             first = earlier[command.key]
-            plan.outcomes.append(
-                (pending, IdempotencyKeyReused(command.key))
-                if first["fingerprint"] != command.fingerprint
-                else (pending, AppendResult.from_json(first["result"], replayed=True))
-            )
+            plan.outcomes.append((pending, _first_answer(command, **first)))
             continue
         current = versions.get(pending.stream_id, 0)
         if pending.expected_version is not None and current != pending.expected_version:
@@ -255,10 +251,20 @@ def _settle(pending: PendingAppend, outcome: AppendResult | Exception) -> None:
         pending.outcome.set_exception(outcome)
 
 
-def _earlier(command: CommandId, fingerprint: str, result: JsonObject) -> AppendResult:
+def _first_answer(
+    command: CommandId, fingerprint: str, result: JsonObject
+) -> AppendResult | IdempotencyKeyReused:
+    """What a command whose id was used before is told: the first result, if it asks the same."""
     if fingerprint != command.fingerprint:
-        raise IdempotencyKeyReused(command.key)
+        return IdempotencyKeyReused(command.key)
     return AppendResult.from_json(result, replayed=True)
+
+
+def _earlier(command: CommandId, fingerprint: str, result: JsonObject) -> AppendResult:
+    answer = _first_answer(command, fingerprint, result)
+    if isinstance(answer, IdempotencyKeyReused):
+        raise answer
+    return answer
 
 
 @asynccontextmanager
@@ -527,7 +533,7 @@ class EventStore:
             [fingerprint for _, fingerprint, _, _ in remembered],
             [stream for _, _, stream, _ in remembered],
             [result for _, _, _, result in remembered],
-            plan.first_head[0],
+            plan.head_position,
             list(plan.versions_before),
             list(plan.versions_before.values()),
             EVENTS_APPENDED_CHANNEL,
