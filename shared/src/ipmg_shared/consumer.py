@@ -6,12 +6,17 @@ commit together, and only then is the Kafka offset committed. A redelivered even
 its stream version; a version beyond the next expected one is a gap, reported and dead-lettered,
 never silently skipped. Messages that cannot be processed go to the dead-letter topic with the
 reason; the consumer goes on with the next one.
+
+Records that wait together are applied together: one transaction, one commit for all of them,
+each checked by its stream version as if alone. Whatever goes wrong in such a batch rolls all of
+it back, and its records are then taken one at a time, so a bad record fails only itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -158,19 +163,51 @@ class ConsumerRunner:
     def consumer(self) -> str:
         return self.subscription.consumer
 
+    async def process_batch(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        """Handle records in order, in one transaction when all goes well.
+
+        Returns an outcome for each record handled, in order. Only the last can be
+        ``RETRY_LATER``: that record and those after it were not handled and are to be taken
+        again (the ones before it were, and would come again as duplicates).
+        """
+        if len(deliveries) == 1:
+            return [await self.process(deliveries[0])]
+        decoded = [self._decode(delivery) for delivery in deliveries]
+        events = [item for item in decoded if not isinstance(item, DeadLetter)]
+        try:
+            applied = await self._apply_together(events)
+        except TRANSIENT_ERRORS as error:
+            log.warning("consumer_infrastructure_fault", error=repr(error))
+            return [Outcome.RETRY_LATER]
+        except Exception as error:  # a gap, a handler's error, a race: each record alone
+            log.info("consumer_batch_taken_one_by_one", records=len(deliveries), error=repr(error))
+            return await self._process_one_by_one(deliveries)
+        outcomes: list[Outcome] = []
+        results = iter(applied)
+        for delivery, item in zip(deliveries, decoded, strict=True):
+            if isinstance(item, DeadLetter):
+                outcomes.append(await self._send_to_dead_letter(delivery, item, "unknown"))
+            else:
+                outcome = next(results)
+                EVENTS_CONSUMED.labels(self.consumer, item[0].source, outcome.value).inc()
+                outcomes.append(outcome)
+        return outcomes
+
+    async def _process_one_by_one(self, deliveries: Sequence[Delivery]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for delivery in deliveries:
+            outcomes.append(await self.process(delivery))
+            if outcomes[-1] is Outcome.RETRY_LATER:
+                break
+        return outcomes
+
     async def process(self, delivery: Delivery) -> Outcome:
         """Handle one record; never raises for anything the record itself can cause."""
         decoded = self._decode(delivery)
         if isinstance(decoded, DeadLetter):
             return await self._send_to_dead_letter(delivery, decoded, source="unknown")
         envelope, event = decoded
-        structlog.contextvars.bind_contextvars(
-            correlation_id=str(envelope.correlation_id),
-            event_id=str(envelope.event_id),
-            source=envelope.source,
-            position=envelope.position,
-        )
-        try:
+        with _logged_as(envelope):
             for attempt in range(1, self.subscription.max_attempts + 1):
                 try:
                     outcome = await self._apply(envelope, event)
@@ -201,10 +238,6 @@ class ConsumerRunner:
                     EVENTS_CONSUMED.labels(self.consumer, envelope.source, outcome.value).inc()
                     return outcome
             raise AssertionError("unreachable: the last attempt returns")
-        finally:
-            structlog.contextvars.unbind_contextvars(
-                "correlation_id", "event_id", "source", "position"
-            )
 
     def _decode(self, delivery: Delivery) -> tuple[Envelope, DomainEvent] | DeadLetter:
         try:
@@ -229,33 +262,51 @@ class ConsumerRunner:
             )
 
     async def _apply(self, envelope: Envelope, event: DomainEvent) -> Outcome:
+        (outcome,) = await self._apply_together([(envelope, event)])
+        return outcome
+
+    async def _apply_together(
+        self, events: Sequence[tuple[Envelope, DomainEvent]]
+    ) -> list[Outcome]:
+        """Each event checked and applied in turn, all in one transaction: all or none."""
+        outcomes: list[Outcome] = []
+        if not events:
+            return outcomes
         async with (
             self.pool.acquire(timeout=self._acquire_timeout_s) as connection,
             connection.transaction(),
         ):
-            last_version = await connection.fetchval(
-                "SELECT last_version FROM consumer_streams "
-                "WHERE consumer = $1 AND stream_id = $2 FOR UPDATE",
-                self.consumer,
-                envelope.stream_id,
-            )
-            last_version = last_version or 0
-            if envelope.stream_version <= last_version:
-                return Outcome.DUPLICATE
-            if envelope.stream_version != last_version + 1:
-                raise StreamGap(envelope.stream_id, last_version + 1, envelope.stream_version)
-            if not SYSTEM_EVENTS.knows(envelope.type):
-                await self.subscription.handler(connection, envelope, event)
-            moved = await connection.fetchval(
-                CHECKPOINT,
-                self.consumer,
-                envelope.stream_id,
-                envelope.stream_version,
-                envelope.source,
-                envelope.position,
-            )
-            if moved is None:
-                raise AppliedMeanwhile(envelope.stream_id)  # rolls the handler's effect back
+            for envelope, event in events:
+                with _logged_as(envelope):
+                    outcomes.append(await self._apply_in(connection, envelope, event))
+        return outcomes
+
+    async def _apply_in(
+        self, connection: DbConnection, envelope: Envelope, event: DomainEvent
+    ) -> Outcome:
+        last_version = await connection.fetchval(
+            "SELECT last_version FROM consumer_streams "
+            "WHERE consumer = $1 AND stream_id = $2 FOR UPDATE",
+            self.consumer,
+            envelope.stream_id,
+        )
+        last_version = last_version or 0
+        if envelope.stream_version <= last_version:
+            return Outcome.DUPLICATE
+        if envelope.stream_version != last_version + 1:
+            raise StreamGap(envelope.stream_id, last_version + 1, envelope.stream_version)
+        if not SYSTEM_EVENTS.knows(envelope.type):
+            await self.subscription.handler(connection, envelope, event)
+        moved = await connection.fetchval(
+            CHECKPOINT,
+            self.consumer,
+            envelope.stream_id,
+            envelope.stream_version,
+            envelope.source,
+            envelope.position,
+        )
+        if moved is None:
+            raise AppliedMeanwhile(envelope.stream_id)  # rolls the handler's effect back
         return Outcome.APPLIED
 
     async def _send_to_dead_letter(
@@ -289,6 +340,16 @@ def dead_letter_headers(delivery: Delivery, letter: DeadLetter, consumer: str) -
         }
     )
     return headers
+
+
+def _logged_as(envelope: Envelope) -> contextlib.AbstractContextManager[None]:
+    """What is logged while an event is handled carries the event's identity."""
+    return structlog.contextvars.bound_contextvars(
+        correlation_id=str(envelope.correlation_id),
+        event_id=str(envelope.event_id),
+        source=envelope.source,
+        position=envelope.position,
+    )
 
 
 def _first_error(error: ValidationError) -> str:

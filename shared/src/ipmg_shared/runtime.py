@@ -47,6 +47,9 @@ RETRY_LATER_PAUSE_S = 1.0
 # that many already-applied messages come again, and the stream versions skip them.
 COMMIT_EVERY_MESSAGES = 100
 COMMIT_EVERY_S = 0.5
+# Records already fetched are applied together, in one transaction, up to this many: enough to
+# spread the commit's cost, few enough that the first of them is not held back for long.
+CONSUMER_BATCH_MAX = 50
 
 
 @dataclass
@@ -119,9 +122,10 @@ def broker_security(settings: Settings) -> BaseSecurity | None:
 def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -> None:
     """A FastStream subscriber per consumer, or per topic: manual ack after the database commit.
 
-    FastStream's default ACK_FIRST would commit before handling (at-most-once); MANUAL with
-    single-message handling makes ``ack`` commit exactly what was processed. Subscribers of
-    one consumer share its group, so its committed offsets do not depend on the split.
+    FastStream's default ACK_FIRST would commit before handling (at-most-once); with MANUAL,
+    ``ack`` commits exactly what was processed: the record handed over and those taken with it
+    (``_already_fetched``). Subscribers of one consumer share its group, so its committed
+    offsets do not depend on the split.
     """
     topics = runner.subscription.topics
     for subscribed in (
@@ -145,33 +149,66 @@ def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitab
     last_commit = 0.0
 
     async def on_message(message: KafkaMessage) -> None:
-        record: Any = message.raw_message  # single-message subscriber: one ConsumerRecord
-        delivery = Delivery(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value or b"",
-            headers=tuple(record.headers or ()),
-        )
+        kafka_consumer: Any = message.consumer
+        records = [message.raw_message, *await _already_fetched(kafka_consumer)]
+        deliveries = [_delivery_of(record) for record in records]
         try:
-            outcome = await runner.process(delivery)
-        except Exception as error:  # e.g. the dead-letter publish failed: take it again
+            outcomes = await runner.process_batch(deliveries)
+        except Exception as error:  # e.g. the dead-letter publish failed: take them all again
             log.warning("consumer_retry_later", error=repr(error))
-            outcome = Outcome.RETRY_LATER
+            outcomes = [Outcome.RETRY_LATER]
         nonlocal uncommitted, last_commit
-        if outcome is Outcome.RETRY_LATER:
+        if outcomes[-1] is Outcome.RETRY_LATER:
             await asyncio.sleep(RETRY_LATER_PAUSE_S)
-            await message.nack()  # seeks back here; what came before commits with the next ack
+            # Back to the first record not handled; those before it commit with the next ack.
+            _take_again(kafka_consumer, records[len(outcomes) - 1 :])
             return
-        uncommitted += 1
+        uncommitted += len(records)
         now = time.monotonic()
         if uncommitted >= COMMIT_EVERY_MESSAGES or now - last_commit >= COMMIT_EVERY_S:
-            await message.ack()  # commits every message consumed so far, this one included
+            await message.ack()  # commits every record consumed so far, these included
             uncommitted, last_commit = 0, now
-        _observe_lag(runner.consumer, message, record)
+        _observe_lag(runner.consumer, kafka_consumer, records)
 
     return on_message
+
+
+async def _already_fetched(kafka_consumer: Any) -> list[Any]:
+    """The records the client holds already, without waiting: they go into the same batch.
+
+    FastStream hands over one record at a time, as soon as it arrives (no batching delay when
+    traffic is light); under load, the records behind it are fetched by then.
+    """
+    if kafka_consumer is None:
+        return []
+    try:
+        fetched = await kafka_consumer.getmany(timeout_ms=0, max_records=CONSUMER_BATCH_MAX - 1)
+    except Exception as error:  # e.g. a rebalance under way: the record in hand goes alone
+        log.info("consumer_fetch_deferred", error=repr(error))
+        return []
+    return [record for partition_records in fetched.values() for record in partition_records]
+
+
+def _delivery_of(record: Any) -> Delivery:
+    return Delivery(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value or b"",
+        headers=tuple(record.headers or ()),
+    )
+
+
+def _take_again(kafka_consumer: Any, records: Sequence[Any]) -> None:
+    """Each partition sought back to its first record among these, so they come again."""
+    from aiokafka import TopicPartition
+
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        first.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+    for partition, offset in first.items():
+        kafka_consumer.seek(partition, offset)
 
 
 async def _raw_body(message: Any) -> Any:
@@ -179,18 +216,17 @@ async def _raw_body(message: Any) -> Any:
     return message.body
 
 
-def _observe_lag(consumer: str, message: KafkaMessage, record: Any) -> None:
-    kafka_consumer = getattr(message, "consumer", None)
+def _observe_lag(consumer: str, kafka_consumer: Any, records: Sequence[Any]) -> None:
     highwater = getattr(kafka_consumer, "highwater", None)
     if highwater is None:
         return
     from aiokafka import TopicPartition
 
-    end = highwater(TopicPartition(record.topic, record.partition))
-    if end is not None:
-        CONSUMER_LAG.labels(consumer, record.topic, str(record.partition)).set(
-            max(end - record.offset - 1, 0)
-        )
+    last = {(record.topic, record.partition): record.offset for record in records}
+    for (topic, partition), offset in last.items():
+        end = highwater(TopicPartition(topic, partition))
+        if end is not None:
+            CONSUMER_LAG.labels(consumer, topic, str(partition)).set(max(end - offset - 1, 0))
 
 
 def dead_letter_sink(

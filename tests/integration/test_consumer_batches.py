@@ -1,0 +1,209 @@
+"""Records that wait together are applied together: one transaction, each checked as if alone."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import asyncpg
+import pytest
+
+from ipmg_shared.consumer import ConsumerRunner, DeadLetter, Delivery, Outcome, Subscription
+from ipmg_shared.envelope import Envelope
+from ipmg_shared.events import DomainEvent
+from ipmg_shared.runtime import dead_letter_sink, make_broker, subscribe
+from ipmg_shared.settings import Settings
+from ipmg_shared.store import EventStore
+from ipmg_shared.topics import ensure_topics
+from tests.integration.test_relay_and_consumer import running_relay
+from tests.support.sample_events import REGISTRY, SECRETARIAT, NoteRecorded, notes
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.infra
+
+
+class TransactionRecorder:
+    """A row per event with the id of the transaction that wrote it; some texts misbehave."""
+
+    def __init__(self) -> None:
+        self.faults_left = {"flaky": 1}
+
+    async def __call__(self, connection: object, envelope: Envelope, event: DomainEvent) -> None:
+        assert isinstance(event, NoteRecorded)
+        if event.text == "explode":
+            raise RuntimeError("handler bug")
+        if self.faults_left.get(event.text, 0) > 0:
+            self.faults_left[event.text] -= 1
+            raise asyncpg.SerializationError("could not serialize access")
+        await connection.execute(  # type: ignore[attr-defined]
+            "INSERT INTO effects (stream_id, stream_version, text) VALUES ($1, $2, $3)",
+            envelope.stream_id,
+            envelope.stream_version,
+            event.text,
+        )
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    async def __call__(self, delivery: Delivery, letter: DeadLetter, consumer: str) -> None:
+        self.reasons.append(letter.reason)
+
+
+@pytest.fixture
+async def effects(kafka: Settings, service_name: str) -> None:
+    admin = await asyncpg.connect(kafka.admin_dsn(kafka.service_database(service_name)))
+    await admin.execute(
+        "CREATE TABLE effects (stream_id text, stream_version int, text text, "
+        "txid bigint NOT NULL DEFAULT txid_current(), PRIMARY KEY (stream_id, stream_version))"
+    )
+    await admin.execute(f'GRANT SELECT, INSERT ON effects TO "{kafka.service_role(service_name)}"')
+    await admin.close()
+
+
+@pytest.fixture
+async def store(kafka: Settings, service_pool: asyncpg.Pool, service_name: str) -> EventStore:
+    await ensure_topics(kafka, [service_name])
+    return EventStore(service_pool, service_name, REGISTRY)
+
+
+def runner_of(
+    kafka: Settings, service_name: str, pool: asyncpg.Pool, dead_letters: DeadLetters
+) -> ConsumerRunner:
+    subscription = Subscription(
+        consumer=f"batches-{service_name}",
+        sources={service_name: REGISTRY},
+        handler=TransactionRecorder(),
+        topic_names=kafka.topics,
+        retry_backoff_s=0.01,
+    )
+    return ConsumerRunner(subscription, pool, dead_letters)
+
+
+async def deliveries_of(
+    kafka: Settings, service_name: str, store: EventStore, texts_by_stream: dict[str, list[str]]
+) -> list[Delivery]:
+    for stream_id, texts in texts_by_stream.items():
+        await store.append(stream_id, 0, notes(*texts), actor=SECRETARIAT, correlation_id=uuid4())
+    topic = kafka.topics.events(service_name)
+    return [
+        Delivery(topic, 0, offset, envelope.stream_id.encode(), envelope.to_bytes())
+        for offset, envelope in enumerate(await store.read_all(limit=1000))
+    ]
+
+
+async def transactions_of(pool: asyncpg.Pool) -> dict[str, list[int]]:
+    rows = await pool.fetch("SELECT stream_id, stream_version, txid FROM effects ORDER BY txid")
+    applied: dict[str, list[int]] = {}
+    for row in rows:
+        applied.setdefault(row["stream_id"], []).append(row["stream_version"])
+    return applied
+
+
+async def distinct_transactions(pool: asyncpg.Pool) -> int:
+    return int(await pool.fetchval("SELECT count(DISTINCT txid) FROM effects"))
+
+
+@pytest.mark.usefixtures("effects")
+async def test_records_waiting_together_are_applied_in_one_transaction_each_checked_alone(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    dead_letters = DeadLetters()
+    runner = runner_of(kafka, service_name, service_pool, dead_letters)
+    deliveries = await deliveries_of(
+        kafka, service_name, store, {"note-a": ["a1", "a2", "a3"], "note-b": ["b1", "b2"]}
+    )
+    undecodable = Delivery(deliveries[0].topic, 0, 99, b"x", b"\x00not json")
+    # The second delivery again (a redelivered copy) and a poison record, among the rest.
+    batch = [*deliveries[:3], deliveries[1], undecodable, *deliveries[3:]]
+
+    outcomes = await runner.process_batch(batch)
+
+    applied, duplicate, dead = Outcome.APPLIED, Outcome.DUPLICATE, Outcome.DEAD_LETTERED
+    assert outcomes == [applied, applied, applied, duplicate, dead, applied, applied]
+    assert await transactions_of(service_pool) == {"note-a": [1, 2, 3], "note-b": [1, 2]}
+    assert await distinct_transactions(service_pool) == 1
+    assert dead_letters.reasons == ["undecodable"]
+    source = await service_pool.fetchrow(
+        "SELECT last_position, events_applied FROM consumer_sources WHERE consumer = $1",
+        runner.consumer,
+    )
+    assert source is not None
+    assert (source["last_position"], source["events_applied"]) == (5, 5)
+
+
+@pytest.mark.usefixtures("effects")
+async def test_a_bad_record_in_a_batch_fails_only_itself(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    dead_letters = DeadLetters()
+    runner = runner_of(kafka, service_name, service_pool, dead_letters)
+    deliveries = await deliveries_of(
+        kafka,
+        service_name,
+        store,
+        {"note-a": ["a1", "a2"], "note-b": ["b1", "b2", "b3"], "note-c": ["explode"]},
+    )
+    without_b2 = [d for d in deliveries if d.offset != 3]  # note-b skips from 1 to 3: a gap
+
+    outcomes = await runner.process_batch(without_b2)
+
+    applied, dead = Outcome.APPLIED, Outcome.DEAD_LETTERED
+    assert outcomes == [applied, applied, applied, dead, dead]
+    assert await transactions_of(service_pool) == {"note-a": [1, 2], "note-b": [1]}
+    assert sorted(dead_letters.reasons) == ["handler_error", "stream_gap"]
+
+
+@pytest.mark.usefixtures("effects")
+async def test_a_database_fault_in_a_batch_applies_none_of_it_and_asks_for_all_again(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    dead_letters = DeadLetters()
+    runner = runner_of(kafka, service_name, service_pool, dead_letters)
+    deliveries = await deliveries_of(
+        kafka, service_name, store, {"note-a": ["a1", "a2", "flaky", "a4"]}
+    )
+
+    assert await runner.process_batch(deliveries) == [Outcome.RETRY_LATER]
+    assert await transactions_of(service_pool) == {}
+
+    assert await runner.process_batch(deliveries) == [Outcome.APPLIED] * 4
+    assert await transactions_of(service_pool) == {"note-a": [1, 2, 3, 4]}
+    assert dead_letters.reasons == []
+
+
+@pytest.mark.usefixtures("effects")
+async def test_a_backlog_through_kafka_is_applied_in_batches_once_each_after_a_fault(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    """Published before the consumer starts, the records arrive fetched together; a database
+    fault in the middle takes the consumer back to the first record it had not handled."""
+    texts = {f"note-{s}": [f"{s}{v}" for v in range(1, 21)] for s in "abc"}
+    texts["note-b"][9] = "flaky"  # its first attempt fails as if PostgreSQL had restarted
+    for stream_id, stream_texts in texts.items():
+        await store.append(
+            stream_id, 0, notes(*stream_texts), actor=SECRETARIAT, correlation_id=uuid4()
+        )
+    recorder = TransactionRecorder()
+    subscription = Subscription(
+        consumer=f"backlog-{service_name}",
+        sources={service_name: REGISTRY},
+        handler=recorder,
+        topic_names=kafka.topics,
+    )
+    broker = make_broker(kafka, "test-batches")
+    runner = ConsumerRunner(subscription, service_pool, dead_letter_sink(broker, kafka.topics))
+    subscribe(broker, runner, kafka)
+
+    async with running_relay(kafka, service_name) as relay:
+        await wait_until(lambda: relay.published_position == 60, timeout=30)
+        async with broker:
+            await broker.start()
+            await wait_until(
+                lambda: service_pool.fetchval("SELECT count(*) = 60 FROM effects"), timeout=60
+            )
+
+    assert recorder.faults_left == {"flaky": 0}
+    assert await transactions_of(service_pool) == {s: list(range(1, 21)) for s in texts}
+    # Fetched together, applied together: far fewer transactions than records.
+    assert await distinct_transactions(service_pool) < 30
