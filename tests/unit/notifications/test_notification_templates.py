@@ -11,6 +11,7 @@ from ipmg_contracts.meetings import MeetingCancelled, MeetingRescheduled
 from ipmg_contracts.notifications import NotificationKind
 from ipmg_contracts.resolutions import ProgressStatus
 from ipmg_notifications.domain import (
+    UNIT_NAMES,
     ActionDeadline,
     Facts,
     FeedbackDeadline,
@@ -23,7 +24,7 @@ from ipmg_notifications.domain import (
     reminder_notice,
     reminders_due,
 )
-from ipmg_notifications.rendering import messages_of, render
+from ipmg_notifications.rendering import environment, messages_of, render, template_names
 from ipmg_shared.actors import Unit
 from tests.unit.notifications.examples import (
     ADOPTED,
@@ -114,6 +115,25 @@ def test_one_body_is_addressed_to_each_person_with_only_the_greeting_changed() -
     assert ayesha.text.replace("Ayesha Khan", "Bilal <Ahmed>") == bilal.text
     assert ayesha.html.replace("Ayesha Khan", "Bilal &lt;Ahmed&gt;") == bilal.html
     assert unit.text.removeprefix("To: Punjab") == ayesha.text.removeprefix("Dear Ayesha Khan,")
+
+
+@pytest.mark.parametrize("kind", list(NotificationKind))
+@pytest.mark.parametrize("person", ["Ayesha Khan", "A <b>bold</b> & 'quoted' \"name\""])
+def test_a_message_framed_once_reads_as_if_rendered_whole_for_each_person(
+    kind: NotificationKind, person: str
+) -> None:
+    notice = NOTICES[kind]
+    env = environment()
+    variables = {**notice.context, "subject": notice.subject, "unit_name": UNIT_NAMES[notice.unit]}
+    text_name, html_name = template_names(kind)
+    text_body = env.get_template(text_name).render(variables)
+    html_body = env.get_template(html_name).make_module(variables)
+    whole_text = env.get_template("base.txt").render(variables, person=person, body=text_body)
+    whole_html = env.get_template("base.html").render(variables, person=person, body=html_body)
+
+    message = render(notice, person)
+
+    assert (message.text, message.html) == (whole_text, whole_html)
 
 
 def test_each_unit_reads_its_own_actions_in_its_message() -> None:

@@ -2,8 +2,9 @@
 
 Each kind has ``<kind>.txt`` and ``<kind>.html``, the body of its message, which is the same
 for everyone the notice goes to; ``base.txt`` and ``base.html`` put the greeting of each
-person and the footer around it. So a meeting's invitation renders its body once per unit,
-not once per member. HTML is autoescaped (a resolution's text is what people typed) and a
+person and the footer around it. So a meeting's invitation renders its body and its frame
+once per unit, not once per member: each member's copy differs only by the name in the
+greeting. HTML is autoescaped (a resolution's text is what people typed) and a
 variable a template names but the notice lacks is an error, not an empty string.
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, PackageLoader, StrictUndefined, Template, select_autoescape
+from markupsafe import escape as escape_html
 
 from ipmg_contracts.notifications import NotificationKind
 from ipmg_notifications.domain import UNIT_NAMES, Notice, long_date
@@ -57,13 +60,39 @@ def messages_of(notice: Notice) -> Callable[[str | None], RenderedMessage]:
     text_body = env.get_template(text_name).render(variables)
     # A template module, rendered with autoescape: Jinja places it in the page as markup.
     html_body = env.get_template(html_name).make_module(variables)
-    text_base, html_base = env.get_template("base.txt"), env.get_template("base.html")
+    text = _addressed(env.get_template("base.txt"), variables, text_body, escape=str)
+    html = _addressed(env.get_template("base.html"), variables, html_body, escape=_escaped)
 
     def addressed_to(person: str | None) -> RenderedMessage:
-        return RenderedMessage(
-            subject=notice.subject,
-            text=text_base.render(variables, person=person, body=text_body),
-            html=html_base.render(variables, person=person, body=html_body),
-        )
+        return RenderedMessage(subject=notice.subject, text=text(person), html=html(person))
 
     return addressed_to
+
+
+# Stands for the person while a message is framed; it cannot occur in a message, as PostgreSQL
+# stores no NUL character, and it passes HTML escaping unchanged.
+_PERSON = "\x00person\x00"
+
+
+def _addressed(
+    base: Template, variables: dict[str, Any], body: object, escape: Callable[[str], str]
+) -> Callable[[str | None], str]:
+    """``base`` around ``body``, framed once: each person's copy puts the name in its place.
+
+    Rendering the frame once per person is most of the work of a meeting's invitations, and
+    only the greeting changes. A frame that does not name the person exactly once is
+    rendered for each person instead.
+    """
+    framed = base.render(variables, person=_PERSON, body=body).split(_PERSON)
+
+    def to(person: str | None) -> str:
+        if not person or len(framed) != 2:
+            return base.render(variables, person=person, body=body)
+        before, after = framed
+        return before + escape(person) + after
+
+    return to
+
+
+def _escaped(text: str) -> str:
+    return str(escape_html(text))  # what autoescape does to ``{{ person }}``
