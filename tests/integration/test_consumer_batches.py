@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import asyncpg
@@ -17,6 +18,9 @@ from ipmg_shared.topics import ensure_topics
 from tests.integration.test_relay_and_consumer import running_relay
 from tests.support.sample_events import REGISTRY, SECRETARIAT, NoteRecorded, notes
 from tests.support.waiting import wait_until
+
+if TYPE_CHECKING:
+    from ipmg_shared.db import DbConnection
 
 pytestmark = pytest.mark.infra
 
@@ -130,6 +134,29 @@ async def test_records_waiting_together_are_applied_in_one_transaction_each_chec
     )
     assert source is not None
     assert (source["last_position"], source["events_applied"]) == (5, 5)
+
+
+@pytest.mark.usefixtures("effects")
+async def test_a_transaction_starts_with_the_subscriptions_own_statement_once_per_batch(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    started_in: list[int] = []
+
+    async def note_the_transaction(connection: DbConnection) -> None:
+        started_in.append(await connection.fetchval("SELECT txid_current()"))
+
+    runner = runner_of(kafka, service_name, service_pool, DeadLetters())
+    runner.subscription.on_transaction_start = note_the_transaction
+    deliveries = await deliveries_of(
+        kafka, service_name, store, {"note-a": ["a1", "a2"], "note-b": ["b1"]}
+    )
+
+    assert await runner.process_batch(deliveries) == [Outcome.APPLIED] * 3
+    assert await runner.process_batch(deliveries[:1]) == [Outcome.DUPLICATE]
+
+    applied_in = await service_pool.fetchval("SELECT min(txid) FROM effects")
+    assert started_in[0] == applied_in
+    assert len(started_in) == 2  # once for the batch of three, once for the copy alone
 
 
 @pytest.mark.usefixtures("effects")

@@ -67,10 +67,23 @@ SELECT last_version FROM stream
 """
 
 
+# The checkpoints of every stream a transaction applies, locked in one statement and in one
+# order (so two transactions locking some of the same rows cannot deadlock). A stream's
+# first event has no row yet: CHECKPOINT settles that case.
+LOCK_CHECKPOINTS = """
+SELECT stream_id, last_version FROM consumer_streams
+WHERE consumer = $1 AND stream_id = ANY($2::text[])
+ORDER BY stream_id FOR UPDATE
+"""
+
+
 class EventHandler(Protocol):
     async def __call__(
         self, connection: DbConnection, envelope: Envelope, event: DomainEvent
     ) -> None: ...
+
+
+TransactionStart = Callable[["DbConnection"], Awaitable[None]]
 
 
 class Outcome(StrEnum):
@@ -127,6 +140,9 @@ class Subscription:
     # records; the handler then runs concurrently across topics (streams stay in order: a
     # stream is on one topic, and the checkpoint settles a redriven copy, see CHECKPOINT).
     consumer_per_topic: bool = False
+    # Run first in each of the consumer's transactions, before its checkpoints are read: e.g.
+    # a lock that the handler's tables need for the whole transaction.
+    on_transaction_start: TransactionStart | None = None
     topics: list[str] = field(init=False)
     registries: dict[str, EventRegistry] = field(init=False)
 
@@ -276,21 +292,27 @@ class ConsumerRunner:
             self.pool.acquire(timeout=self._acquire_timeout_s) as connection,
             connection.transaction(),
         ):
+            if self.subscription.on_transaction_start is not None:
+                await self.subscription.on_transaction_start(connection)
+            streams = sorted({envelope.stream_id for envelope, _ in events})
+            versions: dict[str, int] = {
+                row["stream_id"]: row["last_version"]
+                for row in await connection.fetch(LOCK_CHECKPOINTS, self.consumer, streams)
+            }
             for envelope, event in events:
                 with _logged_as(envelope):
-                    outcomes.append(await self._apply_in(connection, envelope, event))
+                    outcomes.append(await self._apply_in(connection, envelope, event, versions))
         return outcomes
 
     async def _apply_in(
-        self, connection: DbConnection, envelope: Envelope, event: DomainEvent
+        self,
+        connection: DbConnection,
+        envelope: Envelope,
+        event: DomainEvent,
+        versions: dict[str, int],
     ) -> Outcome:
-        last_version = await connection.fetchval(
-            "SELECT last_version FROM consumer_streams "
-            "WHERE consumer = $1 AND stream_id = $2 FOR UPDATE",
-            self.consumer,
-            envelope.stream_id,
-        )
-        last_version = last_version or 0
+        """One event checked against its stream's version (kept up to date in ``versions``)."""
+        last_version = versions.get(envelope.stream_id, 0)
         if envelope.stream_version <= last_version:
             return Outcome.DUPLICATE
         if envelope.stream_version != last_version + 1:
@@ -307,6 +329,7 @@ class ConsumerRunner:
         )
         if moved is None:
             raise AppliedMeanwhile(envelope.stream_id)  # rolls the handler's effect back
+        versions[envelope.stream_id] = envelope.stream_version
         return Outcome.APPLIED
 
     async def _send_to_dead_letter(

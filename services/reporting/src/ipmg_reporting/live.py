@@ -51,7 +51,7 @@ class DocumentsUnreadable(Exception):
     """Stored documents this code cannot read (a copy of another version, until rebuilt)."""
 
 
-# Three round trips per event besides the runner's own: the lock, one read, one write.
+# Two round trips per event besides the runner's own: one read, one write.
 SWAP_LOCK_SHARED = f"SELECT pg_advisory_xact_lock_shared({SWAP_LOCK_KEY})"
 READ_LIVE_STATE = """
 SELECT (SELECT max(version) FROM projection_version) AS version,
@@ -74,9 +74,18 @@ VALUES ($5, $6, $11, $7, $12::text::jsonb)
 """
 
 
-async def apply_to_live(connection: DbConnection, envelope: Envelope, event: DomainEvent) -> None:
-    """The reporting consumer's handler (see ``ipmg_shared.consumer.EventHandler``)."""
+async def hold_off_swaps(connection: DbConnection) -> None:
+    """First in each of the consumer's transactions: no swap of copies until it ends.
+
+    Taken before the runner reads its checkpoints, so they are read in the copy that stays
+    live while the transaction applies its events.
+    """
     await connection.execute(SWAP_LOCK_SHARED)
+
+
+async def apply_to_live(connection: DbConnection, envelope: Envelope, event: DomainEvent) -> None:
+    """The reporting consumer's handler (see ``ipmg_shared.consumer.EventHandler``), in a
+    transaction that began with ``hold_off_swaps``."""
     key = document_key(event)
     state = await connection.fetchrow(
         READ_LIVE_STATE,
@@ -90,8 +99,8 @@ async def apply_to_live(connection: DbConnection, envelope: Envelope, event: Dom
         raise ProjectionOutdated(
             f"live projection is version {state['version']}, this code {PROJECTION_VERSION}"
         )
-    # The runner read its checkpoint before the lock; if a swap came in between, that read
-    # was of the retired copy, so it is checked again in the copy live now.
+    # The runner checked the event against its checkpoint after ``hold_off_swaps``, so in
+    # this copy; checked again here, as a swap between the two would apply it to the wrong one.
     if (state["last_version"] or 0) != envelope.stream_version - 1:
         raise ProjectionSwapped(f"{envelope.stream_id} moved on in the swapped-in copy")
     before = None if key is None or state["doc"] is None else read_document(key.kind, state["doc"])

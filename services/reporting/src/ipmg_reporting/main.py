@@ -23,13 +23,14 @@ def routers() -> Sequence[APIRouter]:
 
 
 def subscriptions(context: ServiceContext) -> Sequence[Subscription]:
-    from ipmg_reporting.live import apply_to_live
+    from ipmg_reporting.live import apply_to_live, hold_off_swaps
 
     return [
         Subscription(
             consumer=CONSUMER,
             sources=SOURCES,
             handler=apply_to_live,
+            on_transaction_start=hold_off_swaps,
             topic_names=context.settings.topics,
             max_attempts=context.settings.consumer_max_attempts,
             # Documents are per stream, so topics need no order between them; one consumer
