@@ -161,7 +161,7 @@ def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitab
         if outcomes[-1] is Outcome.RETRY_LATER:
             await asyncio.sleep(RETRY_LATER_PAUSE_S)
             # Back to the first record not handled; those before it commit with the next ack.
-            _take_again(kafka_consumer, records[len(outcomes) - 1 :])
+            await _take_again(message, records[len(outcomes) - 1 :])
             return
         uncommitted += len(records)
         now = time.monotonic()
@@ -200,8 +200,12 @@ def _delivery_of(record: Any) -> Delivery:
     )
 
 
-def _take_again(kafka_consumer: Any, records: Sequence[Any]) -> None:
+async def _take_again(message: KafkaMessage, records: Sequence[Any]) -> None:
     """Each partition sought back to its first record among these, so they come again."""
+    kafka_consumer: Any = message.consumer
+    if kafka_consumer is None:  # no client to seek: FastStream's nack takes all back
+        await message.nack()
+        return
     from aiokafka import TopicPartition
 
     first: dict[TopicPartition, int] = {}
