@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -55,12 +57,25 @@ def issue_token(
 
 
 def actor_from_token(settings: Settings, token: str) -> Actor:
+    actor, expires_at = _verified(
+        token, settings.jwt_secret.get_secret_value(), settings.jwt_issuer
+    )
+    if expires_at <= time.time():  # a token checked before may have expired since
+        raise AuthenticationFailed("the token has expired")
+    return actor
+
+
+# A client sends the same token with every request until it expires: its signature and claims
+# are checked once, and only its expiry again. A token that fails is not remembered (an
+# exception is never cached), and the key and issuer are part of the key.
+@functools.lru_cache(maxsize=4096)
+def _verified(token: str, secret: str, issuer: str) -> tuple[Actor, float]:
     try:
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            secret,
             algorithms=[ALGORITHM],
-            issuer=settings.jwt_issuer,
+            issuer=issuer,
             options={"require": REQUIRED_CLAIMS},
         )
     except jwt.ExpiredSignatureError as error:
@@ -70,9 +85,10 @@ def actor_from_token(settings: Settings, token: str) -> Actor:
     except jwt.InvalidTokenError as error:
         raise AuthenticationFailed(f"the token is not valid: {error}") from error
     try:
-        return Actor(subject=claims["sub"], unit=claims["unit"], role=claims["role"])
+        actor = Actor(subject=claims["sub"], unit=claims["unit"], role=claims["role"])
     except ValidationError as error:
         raise AuthenticationFailed("the token names an unknown unit or role") from error
+    return actor, float(claims["exp"])
 
 
 _bearer = HTTPBearer(auto_error=False)
