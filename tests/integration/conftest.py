@@ -11,7 +11,10 @@ from ipmg_shared.db import (
     init_connection,
 )
 from ipmg_shared.settings import Settings
+from ipmg_shared.store import EventStore
+from ipmg_shared.topics import ensure_topics
 from tests.support.databases import fresh_service_database
+from tests.support.sample_events import REGISTRY
 
 
 @pytest.fixture
@@ -25,6 +28,13 @@ async def service_pool(postgres: Settings, service_name: str) -> AsyncIterator[a
     pool = await create_pool(postgres.service_dsn(service_name), postgres, max_size=12)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+async def store(kafka: Settings, service_pool: asyncpg.Pool, service_name: str) -> EventStore:
+    """A store of the sample events whose topic exists, for tests that publish it."""
+    await ensure_topics(kafka, [service_name])
+    return EventStore(service_pool, service_name, REGISTRY)
 
 
 @pytest.fixture

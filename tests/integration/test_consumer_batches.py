@@ -14,7 +14,6 @@ from ipmg_shared.events import DomainEvent
 from ipmg_shared.runtime import dead_letter_sink, make_broker, subscribe
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore
-from ipmg_shared.topics import ensure_topics
 from tests.integration.test_relay_and_consumer import running_relay
 from tests.support.sample_events import REGISTRY, SECRETARIAT, NoteRecorded, notes
 from tests.support.waiting import wait_until
@@ -63,12 +62,6 @@ async def effects(kafka: Settings, service_name: str) -> None:
     )
     await admin.execute(f'GRANT SELECT, INSERT ON effects TO "{kafka.service_role(service_name)}"')
     await admin.close()
-
-
-@pytest.fixture
-async def store(kafka: Settings, service_pool: asyncpg.Pool, service_name: str) -> EventStore:
-    await ensure_topics(kafka, [service_name])
-    return EventStore(service_pool, service_name, REGISTRY)
 
 
 def runner_of(

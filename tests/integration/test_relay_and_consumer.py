@@ -23,18 +23,11 @@ from ipmg_shared.relay import Relay
 from ipmg_shared.runtime import dead_letter_sink, make_broker, subscribe
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore
-from ipmg_shared.topics import ensure_topics
 from tests.support.processes import IPMG, service_env
 from tests.support.sample_events import REGISTRY, SECRETARIAT, NoteRecorded, notes
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.infra
-
-
-@pytest.fixture
-async def store(kafka: Settings, service_pool: asyncpg.Pool, service_name: str) -> EventStore:
-    await ensure_topics(kafka, [service_name])
-    return EventStore(service_pool, service_name, REGISTRY)
 
 
 @contextlib.asynccontextmanager
