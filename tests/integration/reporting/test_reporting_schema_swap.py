@@ -1,4 +1,4 @@
-"""The live pool's prepared statements across a swap of the projection's copies."""
+"""The live copy's handler and pool: prepared statements across a swap, what it refuses."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
+from ipmg_contracts.meetings import REGISTRY
+from ipmg_reporting.live import UnstorableEvent, apply_to_live, hold_off_swaps
 from ipmg_reporting.schema import (
     POOL_OPTIONS,
     REBUILD,
@@ -15,8 +17,10 @@ from ipmg_reporting.schema import (
     swap_in_rebuilt_copy,
 )
 from ipmg_shared.db import create_pool
+from ipmg_shared.envelope import Envelope
 from ipmg_shared.settings import Settings
 from tests.integration.reporting.system import migrate_reporting
+from tests.unit.reporting.history import lifecycle
 
 pytestmark = pytest.mark.infra
 
@@ -59,4 +63,35 @@ async def test_statements_prepared_before_a_swap_read_and_write_the_copy_swapped
         assert await rebuilder.fetchval("SELECT count(*) FROM retired.event_log") == 1
     finally:
         await rebuilder.close()
+        await pool.close()
+
+
+async def test_the_live_handler_refuses_an_event_holding_a_nul_and_writes_nothing(
+    postgres: Settings,
+) -> None:
+    # The columns are json, which would take "\u0000": the handler refuses it itself, as a
+    # rebuild skips it, so that the two copies stay alike.
+    own = f"{postgres.database_prefix}{uuid4().hex[:8]}_"
+    settings = postgres.model_copy(update={"database_prefix": own})
+    await migrate_reporting(settings)
+    pool = await create_pool(
+        settings.service_dsn(SERVICE), settings, min_size=1, max_size=1, **POOL_OPTIONS
+    )
+    scheduled = lifecycle().envelopes()[0]
+    data = scheduled.to_json()
+    data["payload"]["venue"] = "Lahore\x00"
+    holding_nul = Envelope.model_validate(data)
+    try:
+        async with pool.acquire() as connection:
+            async with connection.transaction():
+                await hold_off_swaps(connection)
+                with pytest.raises(UnstorableEvent):
+                    await apply_to_live(connection, holding_nul, holding_nul.decode(REGISTRY))
+            assert await connection.fetchval("SELECT count(*) FROM event_log") == 0
+            async with connection.transaction():
+                await hold_off_swaps(connection)
+                await apply_to_live(connection, scheduled, scheduled.decode(REGISTRY))
+            assert await connection.fetchval("SELECT count(*) FROM event_log") == 1
+            assert await connection.fetchval("SELECT count(*) FROM timeline") >= 1
+    finally:
         await pool.close()

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from ipmg_reporting.projections import (
     CONSUMER,
     DOCUMENT_MODELS,
+    NUL_HELD,
     PROJECTION_VERSION,
     Document,
     DocumentKind,
@@ -25,6 +26,7 @@ from ipmg_reporting.projections import (
     Model,
     TimelineEntry,
     document_key,
+    holds_nul,
     project,
 )
 from ipmg_reporting.schema import SWAP_LOCK_KEY
@@ -47,6 +49,10 @@ class ProjectionOutdated(asyncpg.SerializationError):
     """The live copy is of another projection version: wait for the rebuild to swap."""
 
 
+class UnstorableEvent(Exception):
+    """An event this projection cannot store (a NUL character in one of its strings)."""
+
+
 class DocumentsUnreadable(Exception):
     """Stored documents this code cannot read (a copy of another version, until rebuilt)."""
 
@@ -62,15 +68,15 @@ SELECT (SELECT max(version) FROM projection_version) AS version,
 WRITE_EVENT = """
 WITH saved_document AS (
     INSERT INTO documents (kind, entity_id, version, doc)
-    SELECT $1::text, $2::text, $3::integer, $4::text::jsonb WHERE $1::text IS NOT NULL
+    SELECT $1::text, $2::text, $3::integer, $4::text::json WHERE $1::text IS NOT NULL
     ON CONFLICT (kind, entity_id) DO UPDATE SET version = EXCLUDED.version, doc = EXCLUDED.doc
 ), timeline_entries AS (
     INSERT INTO timeline (entity_id, source, position, recorded_at, is_primary, entry)
-    SELECT entity_id, $5, $6, $7, is_primary, entry::jsonb
+    SELECT entity_id, $5, $6, $7, is_primary, entry::json
     FROM unnest($8::text[], $9::boolean[], $10::text[]) AS entries (entity_id, is_primary, entry)
 )
 INSERT INTO event_log (source, position, event_id, recorded_at, envelope)
-VALUES ($5, $6, $11, $7, $12::text::jsonb)
+VALUES ($5, $6, $11, $7, $12::text::json)
 """
 
 
@@ -86,6 +92,9 @@ async def hold_off_swaps(connection: DbConnection) -> None:
 async def apply_to_live(connection: DbConnection, envelope: Envelope, event: DomainEvent) -> None:
     """The reporting consumer's handler (see ``ipmg_shared.consumer.EventHandler``), in a
     transaction that began with ``hold_off_swaps``."""
+    logged = envelope.model_dump_json()
+    if holds_nul(envelope, logged):
+        raise UnstorableEvent(NUL_HELD)
     key = document_key(event)
     state = await connection.fetchrow(
         READ_LIVE_STATE,
@@ -119,7 +128,7 @@ async def apply_to_live(connection: DbConnection, envelope: Envelope, event: Dom
         [entry.primary for entry in change.timeline],
         [entry.model_dump_json() for entry in change.timeline],
         envelope.event_id,
-        envelope.model_dump_json(),
+        logged,
     )
 
 

@@ -33,7 +33,7 @@ from ipmg_shared.events import DomainEvent, EventDecodingError, EventRegistry, J
 
 # Bump whenever documents, timeline entries or projection.sql change: a service that finds
 # another version in its live copy rebuilds beside it and swaps (see rebuild.py).
-PROJECTION_VERSION = 2  # 2: the notifications log
+PROJECTION_VERSION = 3  # 2: the notifications log; 3: json columns instead of jsonb
 CONSUMER = "reporting"
 
 # Every source reporting reads, and the events it understands from each. A new source needs
@@ -831,10 +831,8 @@ def decode(data: JsonObject | str | bytes | Envelope) -> tuple[Envelope, DomainE
             envelope = Envelope.model_validate(data)
     except (ValidationError, json.JSONDecodeError) as error:
         return Skipped("undecodable", str(error).splitlines()[0])
-    # PostgreSQL cannot store a NUL character in text or jsonb: such an event could never be
-    # logged (the live consumer dead-letters it), so a rebuild skips it the same way.
-    if isinstance(data, (str, bytes)) and _may_hold_nul(data) and _holds_nul(envelope.to_json()):
-        return Skipped("undecodable", "a string holds a NUL character")
+    if isinstance(data, (str, bytes)) and holds_nul(envelope, data):
+        return Skipped("undecodable", NUL_HELD)
     registry = SOURCES.get(envelope.source)
     if registry is None:
         return Skipped("unknown_source", f"reporting does not read {envelope.source!r}")
@@ -843,6 +841,18 @@ def decode(data: JsonObject | str | bytes | Envelope) -> tuple[Envelope, DomainE
     except EventDecodingError as error:
         reason = "bad_payload" if registry.knows(envelope.type) else "unknown_type"
         return Skipped(reason, str(error))
+
+
+NUL_HELD = "a string holds a NUL character"
+
+
+def holds_nul(envelope: Envelope, rendered: str | bytes) -> bool:
+    """Whether a string of the envelope (``rendered``: its JSON) holds a NUL character.
+
+    PostgreSQL's text cannot hold one, so such an event is never projected: the live consumer
+    dead-letters it and a rebuild skips it, and both copies stay alike.
+    """
+    return _may_hold_nul(rendered) and _holds_nul(envelope.to_json())
 
 
 def _may_hold_nul(data: str | bytes) -> bool:

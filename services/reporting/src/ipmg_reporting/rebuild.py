@@ -206,7 +206,7 @@ def sources_by_topic(settings: Settings) -> dict[str, str]:
 
 
 async def _connect(settings: Settings, service: str) -> asyncpg.Connection:
-    # A plain connection: jsonb travels as text, which COPY needs (no json codec here).
+    # A plain connection: json travels as text, which COPY needs (no json codec here).
     return await asyncpg.connect(
         settings.service_dsn(service),
         timeout=settings.pool_acquire_timeout_s,
