@@ -530,6 +530,9 @@ def _updated(doc: D, envelope: Envelope, changes: dict[str, object]) -> D:
     )
 
 
+# An event's instants are formatted for its document and for each of its timeline entries:
+# remembered for the few events just applied, as a rebuild formats millions.
+@functools.lru_cache(maxsize=64)
 def _instant(value: datetime) -> str:
     return format_instant(value)
 
@@ -553,7 +556,7 @@ def timeline_entries(
         "type": envelope.type,
         "occurred_at": _instant(envelope.occurred_at),
         "recorded_at": _instant(envelope.recorded_at),
-        "actor": ActorDoc(subject=actor.subject, unit=actor.unit.value, role=actor.role.value),
+        "actor": _actor_doc(actor.subject, actor.unit.value, actor.role.value),
         "correlation_id": str(envelope.correlation_id),
         "summary": summarize(envelope, event, document),
     }
@@ -564,6 +567,12 @@ def timeline_entries(
         own,
         *(own.model_copy(update={"entity_id": entity, "primary": False}) for entity in related),
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _actor_doc(subject: str, unit: str, role: str) -> ActorDoc:
+    # Frozen, so one is shared by every entry of the same person: few people act many times.
+    return ActorDoc(subject=subject, unit=unit, role=role)
 
 
 def related_entities(event: DomainEvent) -> set[str]:
