@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from uuid import uuid4
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ipmg_shared.consumer import ConsumerRunner, DeadLetter, Delivery, Outcome, Subscription
 from ipmg_shared.envelope import Envelope
@@ -227,3 +229,48 @@ async def test_a_backlog_through_kafka_is_applied_in_batches_once_each_after_a_f
     assert await transactions_of(service_pool) == {s: list(range(1, 21)) for s in texts}
     # Fetched together, applied together: far fewer transactions than records.
     assert await distinct_transactions(service_pool) < 30
+
+
+@pytest.mark.usefixtures("effects")
+async def test_an_idle_consumer_commits_the_offsets_of_its_last_records(
+    kafka: Settings, service_name: str, store: EventStore, service_pool: asyncpg.Pool
+) -> None:
+    """Records that came after the last ack are committed once none follow them, so Kafka's
+    own lag tools do not show an idle consumer behind."""
+    subscription = Subscription(
+        consumer=f"idle-{service_name}",
+        sources={service_name: REGISTRY},
+        handler=TransactionRecorder(),
+        topic_names=kafka.topics,
+    )
+    broker = make_broker(kafka, "test-idle")
+    runner = ConsumerRunner(subscription, service_pool, dead_letter_sink(broker, kafka.topics))
+    subscribe(broker, runner, kafka)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.kafka_bootstrap_servers)
+    await admin.start()
+
+    async def committed() -> int:
+        offsets = await admin.list_consumer_group_offsets(kafka.topics.group(runner.consumer))
+        return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+
+    try:
+        async with running_relay(kafka, service_name), broker:
+            await broker.start()
+            await store.append("note-a", 0, notes("a1"), actor=SECRETARIAT, correlation_id=uuid4())
+            # The first record is acked at once (no commit before it): its offset is committed.
+            await wait_until(lambda: committed_is(committed, 1), timeout=30)
+            for version, text in enumerate(("a2", "a3", "a4"), start=1):
+                await store.append(
+                    "note-a", version, notes(text), actor=SECRETARIAT, correlation_id=uuid4()
+                )
+            await wait_until(
+                lambda: service_pool.fetchval("SELECT count(*) = 4 FROM effects"), timeout=30
+            )
+            # Within the ack's interval of the first, so not acked: committed once idle.
+            await wait_until(lambda: committed_is(committed, 4), timeout=10)
+    finally:
+        await admin.close()
+
+
+async def committed_is(committed: Callable[[], Awaitable[int]], offsets: int) -> bool:
+    return await committed() == offsets

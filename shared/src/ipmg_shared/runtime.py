@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from aiokafka import TopicPartition
 from fastapi import APIRouter, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -147,6 +148,7 @@ def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -
 def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitable[None]]:
     uncommitted = 0  # of this subscriber: an ack commits its own consumer's offsets
     last_commit = 0.0
+    handled = HandledOffsets()
 
     async def on_message(message: KafkaMessage) -> None:
         kafka_consumer: Any = message.consumer
@@ -159,18 +161,76 @@ def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitab
             outcomes = [Outcome.RETRY_LATER]
         nonlocal uncommitted, last_commit
         if outcomes[-1] is Outcome.RETRY_LATER:
+            handled.add(records[: len(outcomes) - 1])
             await asyncio.sleep(RETRY_LATER_PAUSE_S)
             # Back to the first record not handled; those before it commit with the next ack.
             await _take_again(message, records[len(outcomes) - 1 :])
             return
+        handled.add(records)
         uncommitted += len(records)
         now = time.monotonic()
         if uncommitted >= COMMIT_EVERY_MESSAGES or now - last_commit >= COMMIT_EVERY_S:
             await message.ack()  # commits every record consumed so far, these included
+            handled.committed()
             uncommitted, last_commit = 0, now
+        else:
+            handled.commit_once_idle(kafka_consumer)
         _observe_lag(runner.consumer, kafka_consumer, records)
 
     return on_message
+
+
+class HandledOffsets:
+    """Per partition, the offset after the last record handled and not yet committed.
+
+    Offsets commit with the next record's ack, every so many records or so much time; after a
+    burst, the last of them would wait for the next record, and Kafka's own lag tools would
+    show an idle consumer behind. So they are committed once no record came for a while. Only
+    these explicit offsets, never the client's position, which may be past a record fetched
+    but not yet applied.
+    """
+
+    def __init__(self) -> None:
+        self.next_offsets: dict[TopicPartition, int] = {}
+        self._last_added = 0.0
+        self._committing: asyncio.Task[None] | None = None
+
+    def add(self, records: Sequence[Any]) -> None:
+        for record in records:
+            self.next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        self._last_added = time.monotonic()
+
+    def committed(self) -> None:
+        self.next_offsets.clear()
+
+    def commit_once_idle(self, kafka_consumer: Any) -> None:
+        if kafka_consumer is not None and (self._committing is None or self._committing.done()):
+            self._committing = asyncio.create_task(self._commit_once_idle(kafka_consumer))
+
+    async def _commit_once_idle(self, kafka_consumer: Any) -> None:
+        while self.next_offsets:
+            idle_for = time.monotonic() - self._last_added
+            if idle_for < COMMIT_EVERY_S:  # records still coming: their acks commit
+                await asyncio.sleep(COMMIT_EVERY_S - idle_for)
+                continue
+            pending, self.next_offsets = self.next_offsets, {}
+            try:
+                await _commit_explicitly(kafka_consumer, pending)
+            except Exception as error:  # a rebalance, Kafka away: the next ack commits them
+                log.info("consumer_idle_commit_deferred", error=repr(error))
+
+
+async def _commit_explicitly(kafka_consumer: Any, offsets: dict[TopicPartition, int]) -> None:
+    # Only where the client has returned nothing beyond: a partition taken away by a
+    # rebalance, and perhaps given back since, has moved on without these.
+    assigned = kafka_consumer.assignment()
+    current = {
+        partition: offset
+        for partition, offset in offsets.items()
+        if partition in assigned and await kafka_consumer.position(partition) == offset
+    }
+    if current:
+        await kafka_consumer.commit(current)
 
 
 async def _already_fetched(kafka_consumer: Any) -> list[Any]:
@@ -206,8 +266,6 @@ async def _take_again(message: KafkaMessage, records: Sequence[Any]) -> None:
     if kafka_consumer is None:  # no client to seek: FastStream's nack takes all back
         await message.nack()
         return
-    from aiokafka import TopicPartition
-
     first: dict[TopicPartition, int] = {}
     for record in records:
         first.setdefault(TopicPartition(record.topic, record.partition), record.offset)
@@ -224,8 +282,6 @@ def _observe_lag(consumer: str, kafka_consumer: Any, records: Sequence[Any]) -> 
     highwater = getattr(kafka_consumer, "highwater", None)
     if highwater is None:
         return
-    from aiokafka import TopicPartition
-
     last = {(record.topic, record.partition): record.offset for record in records}
     for (topic, partition), offset in last.items():
         end = highwater(TopicPartition(topic, partition))
