@@ -53,12 +53,17 @@ class Cause:
 
 # Leases and retry times are on the database's clock: they are about processes and servers,
 # which live in real time. The service's clock (injectable, movable) dates what people see.
+# Every row of an event in one statement, from arrays (one per column): an invitation goes to
+# 29 members, and one execution inserting them all costs PostgreSQL half the CPU of 29.
 _INSERT = """
 INSERT INTO deliveries (
     delivery_id, cause_event_id, cause_type, cause_source, correlation_id, kind, channel,
     recipient, unit, person, address, subject, body_text, body_html, status, created_at,
     next_attempt_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now())
+SELECT *, now() FROM unnest(
+    $1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[],
+    $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],
+    $15::text[], $16::timestamptz[])
 ON CONFLICT DO NOTHING
 """
 
@@ -111,7 +116,7 @@ async def insert_deliveries(
     rows = planned_rows(cause, notices, directory, status, now)
     if not rows:
         return 0
-    await connection.executemany(_INSERT, rows)
+    await connection.execute(_INSERT, *(list(column) for column in zip(*rows, strict=True)))
     if status is DeliveryStatus.PENDING:
         await connection.execute("SELECT pg_notify($1, '')", PENDING_CHANNEL)
     return len(rows)
