@@ -146,9 +146,7 @@ def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -
 
 
 def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitable[None]]:
-    uncommitted = 0  # of this subscriber: an ack commits its own consumer's offsets
-    last_commit = 0.0
-    handled = HandledOffsets()
+    handled = HandledOffsets()  # of this subscriber: an ack commits its own consumer's offsets
 
     async def on_message(message: KafkaMessage) -> None:
         kafka_consumer: Any = message.consumer
@@ -159,7 +157,6 @@ def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitab
         except Exception as error:  # e.g. the dead-letter publish failed: take them all again
             log.warning("consumer_retry_later", error=repr(error))
             outcomes = [Outcome.RETRY_LATER]
-        nonlocal uncommitted, last_commit
         if outcomes[-1] is Outcome.RETRY_LATER:
             handled.add(records[: len(outcomes) - 1])
             await asyncio.sleep(RETRY_LATER_PAUSE_S)
@@ -167,12 +164,9 @@ def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitab
             await _take_again(message, records[len(outcomes) - 1 :])
             return
         handled.add(records)
-        uncommitted += len(records)
-        now = time.monotonic()
-        if uncommitted >= COMMIT_EVERY_MESSAGES or now - last_commit >= COMMIT_EVERY_S:
+        if handled.ack_due():
             await message.ack()  # commits every record consumed so far, these included
             handled.committed()
-            uncommitted, last_commit = 0, now
         else:
             handled.commit_once_idle(kafka_consumer)
         _observe_lag(runner.consumer, kafka_consumer, records)
@@ -183,25 +177,35 @@ def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitab
 class HandledOffsets:
     """Per partition, the offset after the last record handled and not yet committed.
 
-    Offsets commit with the next record's ack, every so many records or so much time; after a
-    burst, the last of them would wait for the next record, and Kafka's own lag tools would
-    show an idle consumer behind. So they are committed once no record came for a while. Only
-    these explicit offsets, never the client's position, which may be past a record fetched
-    but not yet applied.
+    Offsets commit with a record's ack, every so many records or so much time; after a burst,
+    the last of them would wait for the next record, and Kafka's own lag tools would show an
+    idle consumer behind. So they are committed once no record came for a while. Only these
+    explicit offsets, never the client's position, which may be past a record fetched but not
+    yet applied.
     """
 
     def __init__(self) -> None:
         self.next_offsets: dict[TopicPartition, int] = {}
+        self._uncommitted = 0
+        self._last_commit = 0.0
         self._last_added = 0.0
         self._committing: asyncio.Task[None] | None = None
 
     def add(self, records: Sequence[Any]) -> None:
         for record in records:
             self.next_offsets[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        self._uncommitted += len(records)
         self._last_added = time.monotonic()
+
+    def ack_due(self) -> bool:
+        return (
+            self._uncommitted >= COMMIT_EVERY_MESSAGES
+            or self._last_added - self._last_commit >= COMMIT_EVERY_S
+        )
 
     def committed(self) -> None:
         self.next_offsets.clear()
+        self._uncommitted, self._last_commit = 0, self._last_added
 
     def commit_once_idle(self, kafka_consumer: Any) -> None:
         if kafka_consumer is not None and (self._committing is None or self._committing.done()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import asyncpg
@@ -29,19 +30,32 @@ LOG_ONE = "INSERT INTO event_log VALUES ('meetings', $1, $2, now(), '{}')"
 PREPARED = "SELECT name FROM pg_prepared_statements WHERE statement = $1"
 
 
-async def test_statements_prepared_before_a_swap_read_and_write_the_copy_swapped_in(
-    postgres: Settings,
-) -> None:
+@pytest.fixture
+async def own_reporting(postgres: Settings) -> Settings:
+    """Settings of a reporting database of this test's own, migrated."""
     own = f"{postgres.database_prefix}{uuid4().hex[:8]}_"
     settings = postgres.model_copy(update={"database_prefix": own})
     await migrate_reporting(settings)
+    return settings
+
+
+@pytest.fixture
+async def live_pool(own_reporting: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """One connection of the service's live pool, as the service opens it."""
     pool = await create_pool(
-        settings.service_dsn(SERVICE), settings, min_size=1, max_size=1, **POOL_OPTIONS
+        own_reporting.service_dsn(SERVICE), own_reporting, min_size=1, max_size=1, **POOL_OPTIONS
     )
+    yield pool
+    await pool.close()
+
+
+async def test_statements_prepared_before_a_swap_read_and_write_the_copy_swapped_in(
+    own_reporting: Settings, live_pool: asyncpg.Pool
+) -> None:
     # As a rebuild does it: the service's role, a connection of its own.
-    rebuilder = await asyncpg.connect(settings.service_dsn(SERVICE), statement_cache_size=0)
+    rebuilder = await asyncpg.connect(own_reporting.service_dsn(SERVICE), statement_cache_size=0)
     try:
-        async with pool.acquire() as connection, connection.transaction():
+        async with live_pool.acquire() as connection, connection.transaction():
             await connection.execute(LOG_ONE, 1, uuid4())
             assert await connection.fetchval(LOGGED, 0) == 1  # both prepared on the first copy
             prepared = await connection.fetchval(PREPARED, LOGGED)
@@ -55,7 +69,7 @@ async def test_statements_prepared_before_a_swap_read_and_write_the_copy_swapped
         async with rebuilder.transaction():
             await swap_in_rebuilt_copy(rebuilder)
 
-        async with pool.acquire() as connection, connection.transaction():
+        async with live_pool.acquire() as connection, connection.transaction():
             assert await connection.fetchval(LOGGED, 0) == 2  # the copy swapped in
             assert await connection.fetchval(PREPARED, LOGGED) == prepared  # the same statement
             await connection.execute(LOG_ONE, 3, uuid4())
@@ -63,35 +77,25 @@ async def test_statements_prepared_before_a_swap_read_and_write_the_copy_swapped
         assert await rebuilder.fetchval("SELECT count(*) FROM retired.event_log") == 1
     finally:
         await rebuilder.close()
-        await pool.close()
 
 
 async def test_the_live_handler_refuses_an_event_holding_a_nul_and_writes_nothing(
-    postgres: Settings,
+    live_pool: asyncpg.Pool,
 ) -> None:
     # The columns are json, which would take "\u0000": the handler refuses it itself, as a
     # rebuild skips it, so that the two copies stay alike.
-    own = f"{postgres.database_prefix}{uuid4().hex[:8]}_"
-    settings = postgres.model_copy(update={"database_prefix": own})
-    await migrate_reporting(settings)
-    pool = await create_pool(
-        settings.service_dsn(SERVICE), settings, min_size=1, max_size=1, **POOL_OPTIONS
-    )
     scheduled = lifecycle().envelopes()[0]
     data = scheduled.to_json()
     data["payload"]["venue"] = "Lahore\x00"
     holding_nul = Envelope.model_validate(data)
-    try:
-        async with pool.acquire() as connection:
-            async with connection.transaction():
-                await hold_off_swaps(connection)
-                with pytest.raises(UnstorableEvent):
-                    await apply_to_live(connection, holding_nul, holding_nul.decode(REGISTRY))
-            assert await connection.fetchval("SELECT count(*) FROM event_log") == 0
-            async with connection.transaction():
-                await hold_off_swaps(connection)
-                await apply_to_live(connection, scheduled, scheduled.decode(REGISTRY))
-            assert await connection.fetchval("SELECT count(*) FROM event_log") == 1
-            assert await connection.fetchval("SELECT count(*) FROM timeline") >= 1
-    finally:
-        await pool.close()
+    async with live_pool.acquire() as connection:
+        async with connection.transaction():
+            await hold_off_swaps(connection)
+            with pytest.raises(UnstorableEvent):
+                await apply_to_live(connection, holding_nul, holding_nul.decode(REGISTRY))
+        assert await connection.fetchval("SELECT count(*) FROM event_log") == 0
+        async with connection.transaction():
+            await hold_off_swaps(connection)
+            await apply_to_live(connection, scheduled, scheduled.decode(REGISTRY))
+        assert await connection.fetchval("SELECT count(*) FROM event_log") == 1
+        assert await connection.fetchval("SELECT count(*) FROM timeline") >= 1
