@@ -21,6 +21,8 @@ from ipmg_reporting.projections import (
     NotificationDoc,
     ResolutionDoc,
     Skipped,
+    Timeline,
+    TimelineEntry,
     decode,
     document_key,
     key_of,
@@ -176,8 +178,10 @@ def fold_like_the_live_projection(envelopes: list[Envelope]) -> Model:
         if key is not None:
             assert change.document is not None
             saved[key] = change.document.model_dump_json()
-        for entry in change.timeline:
-            model.timeline.setdefault(entry.entity_id, []).append(entry)
+        for entity_id, _, entry in change.timeline.rows():
+            model.timeline.setdefault(entity_id, []).append(
+                TimelineEntry.model_validate_json(entry)
+            )
     for key, text in saved.items():
         model.put(read_document(key.kind, json.loads(text)))
     return model
@@ -301,3 +305,37 @@ def test_deliveries_fold_into_the_notifications_log_and_onto_timelines() -> None
     assert reminder.summary == "Feedback due reminder for Sindh (feedback), due 2015-12-20"
     assert (reminder.primary, reminder.source) == (False, "notifications")
     assert reminder.model_copy(update={"entity_id": "sindh"}) in model.timeline_of("sindh")
+
+
+@given(
+    entity_ids=st.lists(st.text(), min_size=1, max_size=4),
+    texts=st.lists(st.text(), min_size=9, max_size=9),
+    numbers=st.lists(st.integers(0, 2**63 - 1), min_size=2, max_size=2),
+)
+def test_timeline_rows_are_the_text_the_entry_model_renders(
+    entity_ids: list[str], texts: list[str], numbers: list[int]
+) -> None:
+    """The stored rows are rendered by hand, once for an event's entries: the same text as
+    ``model_dump_json``, so rows written before and after the change compare alike."""
+    subject, unit, role, stream, event_id, type_, correlation, summary, instant = texts
+    timeline = Timeline(
+        tuple(entity_ids),
+        {
+            "source": "meetings",
+            "position": numbers[0],
+            "stream_id": stream,
+            "stream_version": numbers[1],
+            "event_id": event_id,
+            "type": type_,
+            "occurred_at": instant,
+            "recorded_at": instant,
+            "actor": {"subject": subject, "unit": unit, "role": role},
+            "correlation_id": correlation,
+            "summary": summary,
+        },
+    )
+    entries = timeline.entries()
+    rows = timeline.rows()
+    assert [row[2] for row in rows] == [entry.model_dump_json() for entry in entries]
+    assert [(row[0], row[1]) for row in rows] == [(e.entity_id, e.primary) for e in entries]
+    assert [e.primary for e in entries] == [True] + [False] * (len(entity_ids) - 1)

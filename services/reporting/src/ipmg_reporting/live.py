@@ -115,6 +115,7 @@ async def apply_to_live(connection: DbConnection, envelope: Envelope, event: Dom
     before = None if key is None or state["doc"] is None else read_document(key.kind, state["doc"])
     change = project(before, envelope, event)
     saved = change.document if change.key is not None else None
+    entity_ids, primaries, entries = zip(*change.timeline.rows(), strict=True)
     await connection.execute(
         WRITE_EVENT,
         None if saved is None or change.key is None else change.key.kind,
@@ -124,9 +125,9 @@ async def apply_to_live(connection: DbConnection, envelope: Envelope, event: Dom
         envelope.source,
         envelope.position,
         envelope.recorded_at,
-        [entry.entity_id for entry in change.timeline],
-        [entry.primary for entry in change.timeline],
-        [entry.model_dump_json() for entry in change.timeline],
+        entity_ids,
+        primaries,
+        entries,
         envelope.event_id,
         logged,
     )

@@ -281,12 +281,54 @@ def _document_key(kind: DocumentKind, entity_id: object) -> DocumentKey:
 
 
 @dataclass(frozen=True)
+class Timeline:
+    """One event on the audit timeline: its entry on its own entity's timeline, then on each
+    of the entities it concerns. The entries differ only in ``entity_id`` and ``primary``."""
+
+    entity_ids: tuple[str, ...]  # the event's own entity first
+    shared: Mapping[str, Any]  # every other field of a ``TimelineEntry``, in its order
+
+    def entries(self) -> tuple[TimelineEntry, ...]:
+        own = TimelineEntry(entity_id=self.entity_ids[0], primary=True, **self.shared)
+        # The others copied, not validated again: they differ only in these two fields.
+        return (
+            own,
+            *(
+                own.model_copy(update={"entity_id": entity, "primary": False})
+                for entity in self.entity_ids[1:]
+            ),
+        )
+
+    def rows(self) -> list[tuple[str, bool, str]]:
+        """Each entry as (entity id, primary, its JSON as ``model_dump_json`` renders it).
+
+        The shared fields are rendered once for all the entries, with no entry built: the
+        stored rows are what a rebuild writes millions of.
+        """
+        shared = _render(self.shared)[1:]  # without its opening brace
+        return [
+            (
+                entity,
+                index == 0,
+                f'{{"entity_id":{_render(entity)},"primary":{_PRIMARY[index == 0]},{shared}',
+            )
+            for index, entity in enumerate(self.entity_ids)
+        ]
+
+
+# Compact, UTF-8 left as it is: the same text as pydantic's ``model_dump_json`` for the
+# strings, integers and objects of a timeline entry (a unit test holds the two alike).
+_render = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
+_PRIMARY = {True: "true", False: "false"}
+
+
+@dataclass(frozen=True)
 class Change:
-    """What one applied event did: its document after it, and its timeline entries."""
+    """What one applied event did: its document after it, and its place on the timeline."""
 
     key: DocumentKey | None
     document: Document | None
-    timeline: tuple[TimelineEntry, ...]
+    timeline: Timeline
 
 
 def project(before: Document | None, envelope: Envelope, event: DomainEvent) -> Change:
@@ -542,37 +584,33 @@ def _instant(value: datetime) -> str:
 
 def timeline_entries(
     envelope: Envelope, event: DomainEvent, document: Document | None, key: DocumentKey | None
-) -> tuple[TimelineEntry, ...]:
+) -> Timeline:
     """The event on its own entity's timeline and on those of the entities it concerns."""
     primary = key.entity_id if key is not None else envelope.stream_id
     related = sorted(related_entities(event) - {primary})
     actor = envelope.actor
-    common = {
-        "source": envelope.source,
-        "position": envelope.position,
-        "stream_id": envelope.stream_id,
-        "stream_version": envelope.stream_version,
-        "event_id": str(envelope.event_id),
-        "type": envelope.type,
-        "occurred_at": _instant(envelope.occurred_at),
-        "recorded_at": _instant(envelope.recorded_at),
-        "actor": _actor_doc(actor.subject, actor.unit.value, actor.role.value),
-        "correlation_id": str(envelope.correlation_id),
-        "summary": summarize(envelope, event, document),
-    }
-    own = TimelineEntry(entity_id=primary, primary=True, **common)
-    # The related entities' entries differ only in these two fields: copied, not validated
-    # again (an event lands on two or three timelines).
-    return (
-        own,
-        *(own.model_copy(update={"entity_id": entity, "primary": False}) for entity in related),
+    return Timeline(
+        (primary, *related),
+        {
+            "source": envelope.source,
+            "position": envelope.position,
+            "stream_id": envelope.stream_id,
+            "stream_version": envelope.stream_version,
+            "event_id": str(envelope.event_id),
+            "type": envelope.type,
+            "occurred_at": _instant(envelope.occurred_at),
+            "recorded_at": _instant(envelope.recorded_at),
+            "actor": _actor(actor.subject, actor.unit.value, actor.role.value),
+            "correlation_id": str(envelope.correlation_id),
+            "summary": summarize(envelope, event, document),
+        },
     )
 
 
 @functools.lru_cache(maxsize=1024)
-def _actor_doc(subject: str, unit: str, role: str) -> ActorDoc:
-    # Frozen, so one is shared by every entry of the same person: few people act many times.
-    return ActorDoc(subject=subject, unit=unit, role=role)
+def _actor(subject: str, unit: str, role: str) -> Mapping[str, str]:
+    # Shared by every entry of the same person (few people act many times); never changed.
+    return {"subject": subject, "unit": unit, "role": role}
 
 
 def related_entities(event: DomainEvent) -> set[str]:
@@ -799,10 +837,10 @@ class Model:
             change = project(None if key is None else self.document(key), envelope, event)
         except UnprojectableEvent as error:
             return self._skip("unprojectable", str(error))
-        if change.document is not None:
-            self.put(change.document)
+        if change.key is not None and change.document is not None:
+            self._kind(change.key.kind)[change.key.entity_id] = change.document
         if self.keep_timeline:
-            for entry in change.timeline:
+            for entry in change.timeline.entries():
                 self.timeline.setdefault(entry.entity_id, []).append(entry)
         self.streams[envelope.stream_id] = envelope.stream_version
         progress = self.sources.setdefault(envelope.source, SourceProgress())

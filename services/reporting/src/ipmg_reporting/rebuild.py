@@ -623,16 +623,9 @@ class CopyWriter:
             schema_name=REBUILD,
             columns=["entity_id", "source", "position", "recorded_at", "is_primary", "entry"],
             records=[
-                (
-                    entry.entity_id,
-                    entry.source,
-                    entry.position,
-                    envelope.recorded_at,
-                    entry.primary,
-                    entry.model_dump_json(),
-                )
+                (entity_id, envelope.source, envelope.position, envelope.recorded_at, own, entry)
                 for envelope, change in applied
-                for entry in change.timeline
+                for entity_id, own, entry in change.timeline.rows()
             ],
         )
 
