@@ -11,6 +11,7 @@ from uuid import uuid4
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from ipmg_reporting import rebuild
 from ipmg_reporting.projections import model_from_envelopes
 from ipmg_reporting.rebuild import rebuild_projection
 from ipmg_reporting.topic_reader import TopicReader
@@ -51,7 +52,7 @@ REPORTS = [
 
 
 async def test_live_projection_equals_a_full_rebuild_row_for_row(
-    postgres: Settings, kafka: Settings
+    postgres: Settings, kafka: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = await isolated(kafka, partitions=3)
     writer = HistoryWriter(seed=11)
@@ -93,6 +94,10 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
             # Shares of the partitions folded by two worker processes side by side.
             shared = await rebuild_projection(settings, workers=2)
             rebuilt_by_workers = await projection_rows(settings)
+            # Shares that must be exactly even: partitions split between workers by stream.
+            monkeypatch.setattr(rebuild, "UNEVEN_AT_MOST", 0.0)
+            split = await rebuild_projection(settings, workers=2)
+            rebuilt_by_parts = await projection_rows(settings)
             # Queries are served from the swapped-in copy at once.
             assert len(await reporting.get("/reports/resolutions")) == sum(
                 1 for row in live["documents"] if row[0] == "resolution"
@@ -107,9 +112,16 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
         assert rebuilt[table] == rows, table
         assert rebuilt_bounded[table] == rows, table
         assert rebuilt_by_workers[table] == rows, table
+        assert rebuilt_by_parts[table] == rows, table
     assert bounded.documents == report.documents == len(live["documents"])
     assert (shared.events_read, shared.events_applied, shared.skipped) == (total, total, {})
     assert shared.documents == report.documents
+    assert split.partitions_split >= 1
+    assert (split.events_read, split.events_applied, split.documents) == (
+        total,
+        total,
+        report.documents,
+    )
     assert bounded.documents_in_memory_at_most < report.documents_in_memory_at_most
     assert bounded.documents_in_memory_at_most <= 10 + 100  # the limit, and one batch's new
     assert len(live["event_log"]) == total

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from unittest import mock
 
@@ -13,8 +12,12 @@ from hypothesis import strategies as st
 from ipmg_reporting.projections import Model, SourceProgress
 from ipmg_reporting.rebuild import (
     EVENTS_PER_WORKER_AT_LEAST,
+    PARTS_PER_SHARE,
+    UNEVEN_AT_MOST,
+    WHOLE,
     FoldedShare,
     RebuildReport,
+    StreamPart,
     split_partitions,
     usable_cpus,
     workers_for,
@@ -29,27 +32,40 @@ lags_of = st.dictionaries(
 )
 
 
+def records_of(share: dict[TopicPartition, StreamPart], lags: dict[TopicPartition, int]) -> float:
+    return sum(lags[tp] * len(part.indexes) / part.count for tp, part in share.items())
+
+
 @given(lags_of, st.integers(1, 8))
-def test_every_partition_is_in_exactly_one_share_and_no_share_is_empty(
+def test_every_partition_is_whole_in_one_share_or_its_parts_each_in_one(
     lags: dict[TopicPartition, int], workers: int
 ) -> None:
     shares = split_partitions(lags, workers)
 
-    assert Counter(tp for share in shares for tp in share) == Counter(list(lags))
-    assert len(shares) == max(1, min(workers, len(lags)))
-    assert all(share for share in shares) or shares == [[]]
+    assert all(share for share in shares) or shares == [{}]
+    assert len(shares) <= max(1, workers)
+    for tp in lags:
+        parts = [share[tp] for share in shares if tp in share]
+        if parts != [WHOLE]:
+            assert len(parts) > 1
+            assert {part.count for part in parts} == {workers * PARTS_PER_SHARE}
+            taken = sorted(index for part in parts for index in part.indexes)
+            assert taken == list(range(workers * PARTS_PER_SHARE))
 
 
 @given(lags_of, st.integers(2, 8))
-def test_shares_differ_by_at_most_the_largest_partition(
-    lags: dict[TopicPartition, int], workers: int
-) -> None:
-    records = [sum(lags[tp] for tp in share) for share in split_partitions(lags, workers)]
+def test_shares_are_about_even(lags: dict[TopicPartition, int], workers: int) -> None:
+    shares = split_partitions(lags, workers)
+    records = [records_of(share, lags) for share in shares]
 
     assert max(records) - min(records) <= max(lags.values(), default=0)
+    if any(part is not WHOLE for share in shares for part in share.values()):
+        even = sum(lags.values()) / workers
+        largest_part = max(lags.values()) / (workers * PARTS_PER_SHARE)
+        assert max(records) <= even * (1 + UNEVEN_AT_MOST) + largest_part
 
 
-def test_three_partitions_of_one_busy_topic_go_to_two_workers_as_evenly_as_they_can() -> None:
+def test_three_partitions_of_one_busy_topic_go_to_two_workers_evenly() -> None:
     lags = {
         TopicPartition("r.events", 0): 31_000,
         TopicPartition("r.events", 1): 30_000,
@@ -59,9 +75,27 @@ def test_three_partitions_of_one_busy_topic_go_to_two_workers_as_evenly_as_they_
         TopicPartition("m.events", 2): 2_300,
     }
 
-    records = sorted(sum(lags[tp] for tp in share) for share in split_partitions(lags, 2))
+    shares = split_partitions(lags, 2)
 
-    assert records == [39_000, 61_000]  # one takes two of the big three: no better split
+    # Whole, one would take two of the big three (61,000 against 39,000): the third is split.
+    split = [share[TopicPartition("r.events", 1)] for share in shares]
+    assert [part.count for part in split] == [8, 8]
+    assert sorted(records_of(share, lags) for share in shares) == [49_300, 50_700]
+    assert all(
+        part is WHOLE
+        for share in shares
+        for tp, part in share.items()
+        if tp.partition != 1 or tp.topic != "r.events"
+    )
+
+
+@given(st.lists(st.binary(), max_size=50), st.integers(1, 6))
+def test_each_stream_of_a_split_partition_is_in_exactly_one_part(
+    keys: list[bytes], count: int
+) -> None:
+    for key in keys:
+        assert sum(StreamPart(frozenset({index}), count).holds(key) for index in range(count)) == 1
+    assert all(WHOLE.holds(key) for key in keys)
 
 
 def test_workers_one_per_cpu_at_most_one_per_busy_partition_and_none_extra_for_a_short_log() -> (

@@ -3,9 +3,11 @@
 1. A fresh copy is made in schema ``rebuild``; every topic is read from offset 0 up to the end
    it has now, folded in memory by the pure projection code, and the log and timeline rows
    are written in bulk (COPY) as it goes. The partitions are split in shares folded side by
-   side by worker processes (one per CPU; a stream's events are all on one partition, and
-   an event changes only its stream's document, so shares never meet). Each share ends by
-   storing its documents and its streams' checkpoints in the copy.
+   side by worker processes (one per CPU). A stream's events are all on one partition, under
+   its stream id as the record's key, and an event changes only its stream's document, so
+   shares never meet: a partition too big for one share is split between all of them by
+   stream. Each share ends by storing its documents and its streams' checkpoints in the
+   copy.
 2. The swap lock is taken exclusively: live handlers take it shared, so the live consumer
    pauses (queries go on). This process reads on from where the shares ended to the topics'
    current end, moving the documents it needs back into memory.
@@ -34,6 +36,7 @@ import os
 import pickle
 import sys
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +98,7 @@ class RebuildReport:
     events_read: int = 0
     events_applied: int = 0
     caught_up: int = 0  # read while the live consumer was paused
+    partitions_split: int = 0  # folded by several workers, each taking some of its streams
     skipped: dict[str, int] = field(default_factory=dict)
     documents: int = 0
     seconds: float = 0.0
@@ -137,16 +141,21 @@ async def rebuild_projection(
         lags = {tp: max(ends[tp] - starts[tp], 0) for tp in ends}
         if progress is not None:
             progress.phase("rebuilding", sum(lags.values()))
-        shares = [
-            {tp: (starts[tp], ends[tp]) for tp in share}
-            for share in split_partitions(
-                lags, workers or settings.rebuild_workers or workers_for(lags, usable_cpus())
-            )
-        ]
+        shares = split_partitions(
+            lags, workers or settings.rebuild_workers or workers_for(lags, usable_cpus())
+        )
+        report.partitions_split = len(
+            {tp for share in shares for tp, part in share.items() if part.count > 1}
+        )
         folded = await fold_shares(
             [
                 ShareTask(
-                    settings, service, share, batch_size, max(1, documents_in_memory // len(shares))
+                    settings,
+                    service,
+                    {tp: (starts[tp], ends[tp]) for tp in share},
+                    batch_size,
+                    max(1, documents_in_memory // len(shares)),
+                    {tp: part for tp, part in share.items() if part.count > 1},
                 )
                 for share in shares
             ],
@@ -163,7 +172,11 @@ async def rebuild_projection(
         await writer.restore(model, documents)
         await create_indexes(connection, REBUILD, deferred_indexes)
         log.info(
-            "rebuild_folded", events=report.events_read, workers=len(shares), skipped=model.skipped
+            "rebuild_folded",
+            events=report.events_read,
+            workers=len(shares),
+            partitions_split=report.partitions_split,
+            skipped=model.skipped,
         )
 
         fold = Fold(model, writer, documents, topic_sources, report, progress)
@@ -253,32 +266,72 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, min(cpus, math.ceil(int(quota) / int(period))))
 
 
+@dataclass(frozen=True)
+class StreamPart:
+    """The streams of a partition one share folds: those whose key's CRC-32 modulo ``count``
+    is in ``indexes`` (CRC-32: the same in every process, unlike ``hash``)."""
+
+    indexes: frozenset[int] = frozenset({0})
+    count: int = 1  # 1: the whole partition
+
+    def holds(self, key: bytes | None) -> bool:
+        return self.count == 1 or zlib.crc32(key or b"") % self.count in self.indexes
+
+
+WHOLE = StreamPart()
+# A share may take a whole partition that leaves it this much above an even share; past that,
+# the partition is split by stream, in this many parts per share (finer parts even the
+# shares out better; each share that takes one reads the whole partition).
+UNEVEN_AT_MOST = 0.05
+PARTS_PER_SHARE = 4
+
+
 def split_partitions(
     lags: Mapping[TopicPartition, int], workers: int
-) -> list[list[TopicPartition]]:
+) -> list[dict[TopicPartition, StreamPart]]:
     """The partitions in ``workers`` shares of about equal records, none empty.
 
-    Largest first, each to the share with the fewest records so far. A stream's events are
-    all on one partition, so every share can be folded on its own.
+    Largest first, each to the share with the fewest records so far, whole if that share then
+    holds no more than about an even share of the records. Otherwise the partition's streams
+    are cut in parts, each part to the share with the fewest records at that moment. So three
+    partitions of a busy topic do not leave one of two workers with two of them.
     """
-    shares: list[list[TopicPartition]] = [[] for _ in range(max(1, workers))]
-    records = [0] * len(shares)
+    records = [0.0] * max(1, workers)
+    count = len(records) * PARTS_PER_SHARE
+    # Each share's partitions and the parts it takes of them (none: the whole partition).
+    taken: list[dict[TopicPartition, set[int]]] = [{} for _ in records]
+    even = sum(lags.values()) / len(records) * (1 + UNEVEN_AT_MOST)
     for tp in sorted(lags, key=lambda tp: (-lags[tp], tp.topic, tp.partition)):
         lightest = records.index(min(records))
-        shares[lightest].append(tp)
-        records[lightest] += lags[tp]
-    return [share for share in shares if share] or [[]]
+        if len(records) == 1 or records[lightest] + lags[tp] <= even:
+            taken[lightest][tp] = set()
+            records[lightest] += lags[tp]
+            continue
+        for index in range(count):
+            lightest = records.index(min(records))
+            taken[lightest].setdefault(tp, set()).add(index)
+            records[lightest] += lags[tp] / count
+    shares = [
+        {
+            tp: StreamPart(frozenset(parts), count) if 0 < len(parts) < count else WHOLE
+            for tp, parts in share.items()
+        }
+        for share in taken
+    ]
+    return [share for share in shares if share] or [{}]
 
 
 @dataclass(frozen=True)
 class ShareTask:
-    """What a worker folds: its partitions from offset to offset, into the ``rebuild`` copy."""
+    """What a worker folds: its partitions from offset to offset, into the ``rebuild`` copy;
+    of those in ``parts``, only its part of the streams."""
 
     settings: Settings
     service: str
     share: Share
     batch_size: int
     documents_in_memory: int
+    parts: dict[TopicPartition, StreamPart] = field(default_factory=dict)
 
 
 @dataclass
@@ -332,6 +385,7 @@ async def fold_share(task: ShareTask, progress: RebuildProgress | None) -> Folde
             topic_sources,
             report,
             progress,
+            parts=task.parts,
         )
         starts = {tp: start for tp, (start, _) in task.share.items()}
         ends = {tp: end for tp, (_, end) in task.share.items()}
@@ -364,7 +418,9 @@ class RebuildWorkerFailed(Exception):
 async def _fold_in_workers(
     tasks: list[ShareTask], progress: RebuildProgress | None
 ) -> list[FoldedShare]:
-    total = sum(end - start for task in tasks for start, end in task.share.values())
+    # A partition split between workers counts once.
+    lags = {tp: end - start for task in tasks for tp, (start, end) in task.share.items()}
+    total = sum(lags.values())
     read = 0
 
     def advanced(events: int) -> None:
@@ -477,6 +533,8 @@ class Fold:
     topic_sources: dict[str, str]
     report: RebuildReport
     progress: RebuildProgress | None
+    # Partitions split between workers: the part of their streams this share folds.
+    parts: Mapping[TopicPartition, StreamPart] = field(default_factory=dict)
 
     async def read(
         self, reader: TopicReader, ends: dict[TopicPartition, int], batch_size: int
@@ -489,7 +547,8 @@ class Fold:
         """
         writing: asyncio.Task[None] | None = None  # one statement at a time on the connection
         try:
-            async for batch in reader.batches(ends, batch_size):
+            async for records in reader.batches(ends, batch_size):
+                batch = self._own(records)
                 decoded = [_decode_record(self.model, r, self.topic_sources) for r in batch]
                 events = [outcome for outcome in decoded if not isinstance(outcome, Skipped)]
                 keys = [key for _, event in events if (key := document_key(event)) is not None]
@@ -516,6 +575,17 @@ class Fold:
                 writing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writing
+
+    def _own(self, records: list[Record]) -> list[Record]:
+        """The records of this share: in a split partition, those of its part of the streams."""
+        if not self.parts:
+            return records
+        parts = self.parts
+        return [
+            record
+            for record in records
+            if parts.get(TopicPartition(record.topic, record.partition), WHOLE).holds(record.key)
+        ]
 
 
 class DocumentCache:
