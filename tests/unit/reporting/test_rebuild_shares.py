@@ -32,6 +32,9 @@ lags_of = st.dictionaries(
 )
 
 
+ROUNDING = 1e-6
+
+
 def records_of(share: dict[TopicPartition, StreamPart], lags: dict[TopicPartition, int]) -> float:
     return sum(lags[tp] * len(part.indexes) / part.count for tp, part in share.items())
 
@@ -58,11 +61,13 @@ def test_shares_are_about_even(lags: dict[TopicPartition, int], workers: int) ->
     shares = split_partitions(lags, workers)
     records = [records_of(share, lags) for share in shares]
 
-    assert max(records) - min(records) <= max(lags.values(), default=0)
+    # Every partition or part goes to the lightest share, so no two differ by more than one
+    # of them. (Parts are fractions: a hair of rounding is allowed.)
+    assert max(records) - min(records) <= max(lags.values(), default=0) + ROUNDING
     if any(part is not WHOLE for share in shares for part in share.values()):
         even = sum(lags.values()) / workers
         largest_part = max(lags.values()) / (workers * PARTS_PER_SHARE)
-        assert max(records) <= even * (1 + UNEVEN_AT_MOST) + largest_part
+        assert max(records) <= even * (1 + UNEVEN_AT_MOST) + largest_part + ROUNDING
 
 
 def test_three_partitions_of_one_busy_topic_go_to_two_workers_evenly() -> None:
