@@ -17,11 +17,13 @@ from uuid import uuid4
 
 import asyncpg
 import httpx
+from aiokafka import TopicPartition
 
 from ipmg_contracts import meetings as meeting_events
 from ipmg_contracts import notifications as notification_events
 from ipmg_contracts import resolutions as resolution_events
 from ipmg_reporting.main import service as reporting_service
+from ipmg_reporting.rebuild import StreamPart
 from ipmg_shared.actors import Role, Unit
 from ipmg_shared.auth import issue_token
 from ipmg_shared.db import (
@@ -44,6 +46,17 @@ REGISTRIES = {
     "resolutions": resolution_events.REGISTRY,
     "notifications": notification_events.REGISTRY,
 }
+
+
+def every_partition_split(
+    lags: dict[TopicPartition, int], workers: int
+) -> list[dict[TopicPartition, StreamPart]]:
+    """Shares for ``rebuild.split_partitions`` that split every partition between the workers
+    by stream (every other part to each), whatever its size: the split path, always taken."""
+    return [
+        {tp: StreamPart(frozenset(range(index, 2 * workers, workers)), 2 * workers) for tp in lags}
+        for index in range(workers)
+    ]
 
 
 async def isolated(settings: Settings, *, partitions: int = 1) -> Settings:

@@ -20,6 +20,7 @@ from ipmg_shared.settings import Settings
 from ipmg_shared.topics import topic_specs
 from tests.integration.reporting.system import (
     admin_connection,
+    every_partition_split,
     isolated,
     migrate_reporting,
     projection_rows,
@@ -94,8 +95,8 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
             # Shares of the partitions folded by two worker processes side by side.
             shared = await rebuild_projection(settings, workers=2)
             rebuilt_by_workers = await projection_rows(settings)
-            # Shares that must be exactly even: partitions split between workers by stream.
-            monkeypatch.setattr(rebuild, "UNEVEN_AT_MOST", 0.0)
+            # Every partition split between the two workers by stream.
+            monkeypatch.setattr(rebuild, "split_partitions", every_partition_split)
             split = await rebuild_projection(settings, workers=2)
             rebuilt_by_parts = await projection_rows(settings)
             # Queries are served from the swapped-in copy at once.
@@ -116,7 +117,7 @@ async def test_live_projection_equals_a_full_rebuild_row_for_row(
     assert bounded.documents == report.documents == len(live["documents"])
     assert (shared.events_read, shared.events_applied, shared.skipped) == (total, total, {})
     assert shared.documents == report.documents
-    assert split.partitions_split >= 1
+    assert split.partitions_split == 9  # three topics of three partitions
     assert (split.events_read, split.events_applied, split.documents) == (
         total,
         total,

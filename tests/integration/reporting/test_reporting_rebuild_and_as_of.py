@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
+from ipmg_reporting import rebuild
 from ipmg_reporting.projections import model_from_envelopes
 from ipmg_reporting.rebuild import (
     RebuildWorkerFailed,
@@ -28,6 +29,7 @@ from ipmg_reporting.reports import (
 from ipmg_shared.canonical import parse_instant
 from ipmg_shared.settings import Settings
 from tests.integration.reporting.system import (
+    every_partition_split,
     isolated,
     migrate_reporting,
     projection_rows,
@@ -41,7 +43,7 @@ pytestmark = pytest.mark.infra
 
 
 async def test_a_rebuild_while_events_keep_arriving_loses_nothing(
-    postgres: Settings, kafka: Settings
+    postgres: Settings, kafka: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = await isolated(kafka, partitions=3)
     writer = HistoryWriter(seed=23)
@@ -68,8 +70,11 @@ async def test_a_rebuild_while_events_keep_arriving_loses_nothing(
             tasks = [asyncio.create_task(keep_writing()), asyncio.create_task(keep_asking())]
             await asyncio.sleep(0.3)
             try:
-                # Two workers fold while events arrive; this process catches up after them.
+                # Two workers fold while events arrive, each partition split between them
+                # by stream; this process catches up after them.
+                monkeypatch.setattr(rebuild, "split_partitions", every_partition_split)
                 report = await rebuild_projection(settings, workers=2)
+                monkeypatch.undo()
             finally:
                 rebuilt.set()
                 for task in tasks:
@@ -81,6 +86,7 @@ async def test_a_rebuild_while_events_keep_arriving_loses_nothing(
         envelopes = await writes.envelopes()
 
     assert report.caught_up >= 0
+    assert report.partitions_split == 9  # three topics of three partitions
     assert report.events_applied == report.events_read  # nothing skipped, nothing twice
     assert answers  # queries were answered while the rebuild ran
     assert len(live["event_log"]) == writes.appended == len(envelopes)
