@@ -103,6 +103,16 @@ class WriteSide:
         for relay in self.relays.values():
             self._tasks.append(asyncio.create_task(relay.run()))
 
+    async def restart_relays(self) -> None:
+        """New relays (new producers, which see partitions added since), as a restart has."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for source in self.relays:
+            self.relays[source] = Relay(self.settings, self.settings.service_dsn(source), source)
+        self.start_relays()
+
     async def append(self, commits: Iterable[Commit]) -> int:
         count = 0
         for commit in commits:

@@ -16,6 +16,12 @@
    lock is released, the live consumer resumes on the new copy (its checkpoints make what the
    rebuild applied duplicates), and ``retired`` is dropped.
 
+A stream's events are all on one partition until partitions are added: then its later events
+go to another one, which may be read first. An event that comes before its stream's previous
+one is parked in the copy's ``parked_events`` table, and the parked events are applied in
+stream order once the shares are folded (and again after the catch-up); only a version that
+never came is skipped as a gap.
+
 Memory does not grow with the log: documents not touched for a while are moved to the copy's
 table (a ``DocumentCache`` of bounded size) and moved back when an event needs them; a
 document is always in exactly one of the two places.
@@ -135,6 +141,7 @@ async def rebuild_projection(
             raise RebuildInProgress("another rebuild of the projection is running")
         await connection.execute(f"DROP SCHEMA IF EXISTS {RETIRED} CASCADE")
         deferred_indexes = await create_copy(connection, REBUILD, indexes=False)
+        await connection.execute(CREATE_PARKED)
         async with TopicReader(settings, list(topic_sources)) as reader:
             starts = reader.positions
             ends = await reader.end_offsets()
@@ -170,6 +177,10 @@ async def rebuild_projection(
         for share_folded in folded:
             share_folded.add_to(model, report)
         await writer.restore(model, documents)
+        fold = Fold(model, writer, documents, topic_sources, report, progress)
+        streams_before = dict(model.streams)
+        await fold.apply_parked(batch_size)
+        await writer.upsert_streams(moved_streams(streams_before, model))
         await create_indexes(connection, REBUILD, deferred_indexes)
         log.info(
             "rebuild_folded",
@@ -179,7 +190,6 @@ async def rebuild_projection(
             skipped=model.skipped,
         )
 
-        fold = Fold(model, writer, documents, topic_sources, report, progress)
         async with TopicReader(settings, list(topic_sources), starting_at=ends) as reader:
             await connection.execute("SELECT pg_advisory_lock($1)", SWAP_LOCK_KEY)
             paused = time.monotonic()
@@ -233,6 +243,14 @@ async def _connect(settings: Settings, service: str) -> asyncpg.Connection:
 
 
 SWAP_DURABLY = "SET LOCAL synchronous_commit = on"
+
+# Events read before their stream's previous one (on another partition), until it is applied.
+# Unlogged: until the swap nothing reads the copy, and a crash means a new rebuild anyway.
+PARKED = f"{REBUILD}.parked_events"
+CREATE_PARKED = (
+    f"CREATE UNLOGGED TABLE {PARKED} "
+    "(stream_id text NOT NULL, stream_version integer NOT NULL, envelope text NOT NULL)"
+)
 
 
 # --- the fold, in shares of the partitions ------------------------------------------------
@@ -505,12 +523,9 @@ async def _catch_up_and_swap(reader: TopicReader, fold: Fold, batch_size: int) -
     before = fold.report.events_read
     streams_before = dict(fold.model.streams)
     await fold.read(reader, ends, batch_size)
+    await fold.apply_parked(batch_size)
     fold.report.caught_up = fold.report.events_read - before
-    moved = {
-        stream: version
-        for stream, version in fold.model.streams.items()
-        if streams_before.get(stream) != version
-    }
+    moved = moved_streams(streams_before, fold.model)
     writer = fold.writer
     async with writer.connection.transaction():
         await writer.connection.execute(SWAP_DURABLY)
@@ -520,7 +535,17 @@ async def _catch_up_and_swap(reader: TopicReader, fold: Fold, batch_size: int) -
         await writer.connection.execute(
             f"INSERT INTO {REBUILD}.projection_version (version) VALUES ($1)", PROJECTION_VERSION
         )
+        await writer.connection.execute(f"DROP TABLE {PARKED}")
         await swap_in_rebuilt_copy(writer.connection)
+
+
+def moved_streams(before: dict[str, int], model: Model) -> dict[str, int]:
+    """The streams whose checkpoints moved since ``before``, and where they are now."""
+    return {
+        stream: version
+        for stream, version in model.streams.items()
+        if before.get(stream) != version
+    }
 
 
 @dataclass
@@ -535,46 +560,84 @@ class Fold:
     progress: RebuildProgress | None
     # Partitions split between workers: the part of their streams this share folds.
     parts: Mapping[TopicPartition, StreamPart] = field(default_factory=dict)
+    _writing: asyncio.Task[None] | None = field(default=None, init=False)  # one in flight
 
     async def read(
         self, reader: TopicReader, ends: dict[TopicPartition, int], batch_size: int
     ) -> None:
-        """Apply every record up to ``ends``.
+        """Apply every record up to ``ends``; park those that come before their stream's
+        previous event (see ``apply_parked``).
 
         A batch's rows are written while the next batch is read and folded: PostgreSQL stores
         one while this process works on the other (one write in flight, so memory stays
         bounded).
         """
-        writing: asyncio.Task[None] | None = None  # one statement at a time on the connection
         try:
             async for records in reader.batches(ends, batch_size):
                 batch = self._own(records)
                 decoded = [_decode_record(self.model, r, self.topic_sources) for r in batch]
-                events = [outcome for outcome in decoded if not isinstance(outcome, Skipped)]
-                keys = [key for _, event in events if (key := document_key(event)) is not None]
-                if self.documents.must_load(keys) and writing is not None:
-                    await writing
-                await self.documents.load(keys)
-                applied: list[tuple[Envelope, Change]] = []
-                for envelope, event in events:
-                    change = self.model.apply(envelope, event)
-                    if not isinstance(change, Skipped):
-                        applied.append((envelope, change))
-                if writing is not None:
-                    await writing
-                self.documents.touched(keys)
-                await self.documents.keep_bounded()
-                writing = asyncio.create_task(self.writer.insert_log_and_timeline(applied))
+                await self._fold(
+                    [outcome for outcome in decoded if not isinstance(outcome, Skipped)],
+                    park_early=True,
+                )
                 self.report.events_read += len(batch)
                 if self.progress is not None:
                     self.progress.advance(len(batch), reader.remaining(ends))
-            if writing is not None:
-                await writing
+            await self._written()
         finally:
-            if writing is not None and not writing.done():
-                writing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await writing
+            await self._abandon_writing()
+
+    async def apply_parked(self, batch_size: int) -> None:
+        """The parked events, in stream order: each stream goes on from where it stands, and
+        a version that never came is skipped as a gap, as the live consumer would."""
+        connection = self.writer.connection
+        try:
+            async with connection.transaction():
+                parked = await connection.cursor(
+                    f"SELECT envelope FROM {PARKED} ORDER BY stream_id, stream_version"
+                )
+                while rows := await parked.fetch(batch_size):
+                    decoded = [decode(row["envelope"]) for row in rows]
+                    await self._fold(
+                        [outcome for outcome in decoded if not isinstance(outcome, Skipped)],
+                        park_early=False,
+                    )
+                    await self._written()  # the cursor and the writes share the connection
+            await connection.execute(f"TRUNCATE {PARKED}")  # once the cursor is closed
+        finally:
+            await self._abandon_writing()
+
+    async def _fold(self, events: list[tuple[Envelope, DomainEvent]], *, park_early: bool) -> None:
+        keys = [key for _, event in events if (key := document_key(event)) is not None]
+        if self.documents.must_load(keys):
+            await self._written()  # one statement at a time on the connection
+        await self.documents.load(keys)
+        applied: list[tuple[Envelope, Change]] = []
+        early: list[Envelope] = []
+        streams = self.model.streams
+        for envelope, event in events:
+            if park_early and envelope.stream_version > streams.get(envelope.stream_id, 0) + 1:
+                early.append(envelope)
+                continue
+            change = self.model.apply(envelope, event)
+            if not isinstance(change, Skipped):
+                applied.append((envelope, change))
+        await self._written()
+        self.documents.touched(keys)
+        await self.documents.keep_bounded()
+        self._writing = asyncio.create_task(self.writer.insert_rows(applied, early))
+
+    async def _written(self) -> None:
+        if self._writing is not None:
+            await self._writing
+            self._writing = None
+
+    async def _abandon_writing(self) -> None:
+        if self._writing is not None and not self._writing.done():
+            self._writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writing
+        self._writing = None
 
     def _own(self, records: list[Record]) -> list[Record]:
         """The records of this share: in a split partition, those of its part of the streams."""
@@ -675,6 +738,18 @@ class CopyWriter:
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self.connection = connection
+
+    async def insert_rows(
+        self, applied: list[tuple[Envelope, Change]], parked: list[Envelope]
+    ) -> None:
+        await self.insert_log_and_timeline(applied)
+        if parked:
+            await self.connection.copy_records_to_table(
+                "parked_events",
+                schema_name=REBUILD,
+                columns=["stream_id", "stream_version", "envelope"],
+                records=[(e.stream_id, e.stream_version, e.model_dump_json()) for e in parked],
+            )
 
     async def insert_log_and_timeline(self, applied: list[tuple[Envelope, Change]]) -> None:
         if not applied:
