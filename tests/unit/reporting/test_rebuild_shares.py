@@ -138,11 +138,13 @@ def test_folded_shares_add_up_into_the_coordinators_model() -> None:
             {"meetings": SourceProgress(6, 3), "resolutions": SourceProgress(2, 2)},
             {"duplicate": 2},
             20,
+            3,
         ),
     ):
         folded.add_to(model, report)
         assert FoldedShare.from_json(folded.to_json()) == folded
 
     assert report.events_read == 12
+    assert report.parked == 3
     assert model.sources == {"meetings": SourceProgress(9, 7), "resolutions": SourceProgress(2, 2)}
     assert model.skipped == {"duplicate": 3}

@@ -103,7 +103,13 @@ def rebuild(
         f"{report.events_applied:,} applied, {report.documents:,} documents "
         f"in {report.seconds:.1f} s ({report.events_per_second:,.0f} events/s); "
         f"live consumer paused {report.paused_seconds:.2f} s for the last "
-        f"{report.caught_up:,} events" + (f"; skipped: {skipped}" if skipped else "")
+        f"{report.caught_up:,} events"
+        + (
+            f"; {report.parked:,} read before an earlier event of their stream, applied after it"
+            if report.parked
+            else ""
+        )
+        + (f"; skipped: {skipped}" if skipped else "")
     )
 
 

@@ -105,6 +105,7 @@ class RebuildReport:
     events_applied: int = 0
     caught_up: int = 0  # read while the live consumer was paused
     partitions_split: int = 0  # folded by several workers, each taking some of its streams
+    parked: int = 0  # read before their stream's previous event, applied after it
     skipped: dict[str, int] = field(default_factory=dict)
     documents: int = 0
     seconds: float = 0.0
@@ -185,6 +186,7 @@ async def rebuild_projection(
         log.info(
             "rebuild_folded",
             events=report.events_read,
+            parked=report.parked,
             workers=len(shares),
             partitions_split=report.partitions_split,
             skipped=model.skipped,
@@ -360,9 +362,11 @@ class FoldedShare:
     sources: dict[str, SourceProgress]
     skipped: dict[str, int]
     documents_in_memory_at_most: int
+    parked: int = 0
 
     def add_to(self, model: Model, report: RebuildReport) -> None:
         report.events_read += self.events_read
+        report.parked += self.parked
         model.skipped.update(self.skipped)
         for source, progress in self.sources.items():
             merged = model.sources.setdefault(source, SourceProgress())
@@ -375,6 +379,7 @@ class FoldedShare:
             "sources": {name: vars(progress) for name, progress in self.sources.items()},
             "skipped": self.skipped,
             "documents_in_memory_at_most": self.documents_in_memory_at_most,
+            "parked": self.parked,
         }
 
     @classmethod
@@ -384,6 +389,7 @@ class FoldedShare:
             {name: SourceProgress(**fields) for name, fields in data["sources"].items()},
             data["skipped"],
             data["documents_in_memory_at_most"],
+            data["parked"],
         )
 
 
@@ -414,7 +420,11 @@ async def fold_share(task: ShareTask, progress: RebuildProgress | None) -> Folde
             await fold.documents.store_all()
             await writer.insert_streams(model.streams)
         return FoldedShare(
-            report.events_read, model.sources, dict(model.skipped), fold.documents.peak
+            report.events_read,
+            model.sources,
+            dict(model.skipped),
+            fold.documents.peak,
+            report.parked,
         )
     finally:
         await connection.close()
@@ -625,6 +635,7 @@ class Fold:
         await self._written()
         self.documents.touched(keys)
         await self.documents.keep_bounded()
+        self.report.parked += len(early)
         self._writing = asyncio.create_task(self.writer.insert_rows(applied, early))
 
     async def _written(self) -> None:
