@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
-from jinja2 import UndefinedError
+from jinja2 import DictLoader, UndefinedError
 
 from ipmg_contracts.meetings import MeetingCancelled, MeetingRescheduled
 from ipmg_contracts.notifications import NotificationKind
 from ipmg_contracts.resolutions import ProgressStatus
+from ipmg_notifications import rendering
 from ipmg_notifications.domain import (
     UNIT_NAMES,
     ActionDeadline,
@@ -24,7 +26,13 @@ from ipmg_notifications.domain import (
     reminder_notice,
     reminders_due,
 )
-from ipmg_notifications.rendering import environment, messages_of, render, template_names
+from ipmg_notifications.rendering import (
+    environment,
+    messages_for,
+    messages_of,
+    render,
+    template_names,
+)
 from ipmg_shared.actors import Unit
 from tests.unit.notifications.examples import (
     ADOPTED,
@@ -117,23 +125,95 @@ def test_one_body_is_addressed_to_each_person_with_only_the_greeting_changed() -
     assert unit.text.removeprefix("To: Punjab") == ayesha.text.removeprefix("Dear Ayesha Khan,")
 
 
+PEOPLE = ["Ayesha Khan", "A <b>bold</b> & 'quoted' \"name\""]
+
+
+def rendered_whole(notice: Notice, person: str | None) -> tuple[str, str]:
+    """The notice's message to ``person`` as its templates render it, in one piece."""
+    env = environment()
+    variables = {**notice.context, "subject": notice.subject, "unit_name": UNIT_NAMES[notice.unit]}
+    text_name, html_name = template_names(notice.kind)
+    text_body = env.get_template(text_name).render(variables)
+    html_body = env.get_template(html_name).make_module(variables)
+    return (
+        env.get_template("base.txt").render(variables, person=person, body=text_body),
+        env.get_template("base.html").render(variables, person=person, body=html_body),
+    )
+
+
 @pytest.mark.parametrize("kind", list(NotificationKind))
-@pytest.mark.parametrize("person", ["Ayesha Khan", "A <b>bold</b> & 'quoted' \"name\""])
+@pytest.mark.parametrize("person", PEOPLE)
 def test_a_message_framed_once_reads_as_if_rendered_whole_for_each_person(
     kind: NotificationKind, person: str
 ) -> None:
-    notice = NOTICES[kind]
-    env = environment()
-    variables = {**notice.context, "subject": notice.subject, "unit_name": UNIT_NAMES[notice.unit]}
-    text_name, html_name = template_names(kind)
-    text_body = env.get_template(text_name).render(variables)
-    html_body = env.get_template(html_name).make_module(variables)
-    whole_text = env.get_template("base.txt").render(variables, person=person, body=text_body)
-    whole_html = env.get_template("base.html").render(variables, person=person, body=html_body)
+    message = render(NOTICES[kind], person)
 
-    message = render(notice, person)
+    assert (message.text, message.html) == rendered_whole(NOTICES[kind], person)
 
-    assert (message.text, message.html) == (whole_text, whole_html)
+
+@pytest.mark.parametrize("kind", list(NotificationKind))
+def test_a_notice_rendered_once_for_every_unit_reads_as_if_rendered_whole_for_each(
+    kind: NotificationKind,
+) -> None:
+    # Every unit: their names are a closed set, "Azad Jammu & Kashmir" escaped in HTML among them.
+    notices = [replace(NOTICES[kind], unit=unit) for unit in Unit]
+
+    for notice, addressed_to in messages_for(notices):
+        for person in [*PEOPLE, None]:
+            message = addressed_to(person)
+            assert message.subject == notice.subject
+            assert (message.text, message.html) == rendered_whole(notice, person)
+
+
+def test_the_notices_of_a_meeting_are_rendered_once_for_all_units(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rendered: list[Notice] = []
+    shared_of = rendering._UnitShared.of
+
+    def counted(notice: Notice) -> rendering._UnitShared:
+        rendered.append(notice)
+        return shared_of(notice)
+
+    monkeypatch.setattr(rendering._UnitShared, "of", counted)
+    notices = notices_for(SCHEDULED, KNOWN)
+
+    messages = list(messages_for(notices))
+
+    assert len(messages) == len(Unit) == len(notices)
+    assert len(rendered) == 1
+
+
+def test_each_unit_s_own_actions_are_rendered_for_it_alone() -> None:
+    notices = notices_for(ADOPTED, KNOWN)
+    assert len(notices) > 1
+
+    for notice, addressed_to in messages_for(notices):
+        message = addressed_to(None)
+        assert (message.text, message.html) == rendered_whole(notice, None)
+
+
+def test_a_template_that_changes_the_unit_s_name_is_rendered_whole_for_each_unit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shipped = environment()
+    templates = {
+        name: shipped.loader.get_source(shipped, name)[0]  # type: ignore[union-attr]
+        for name in ("base.txt", "base.html", "_meeting.txt", "_meeting.html", "invitation.html")
+    }
+    templates["invitation.txt"] = "For {{ unit_name | upper }} only."
+    monkeypatch.setattr(
+        rendering, "environment", lambda: shipped.overlay(loader=DictLoader(templates))
+    )
+    notices = notices_for(SCHEDULED, KNOWN)
+
+    texts = [addressed_to(None).text for _, addressed_to in messages_for(notices)]
+
+    assert [
+        text.count(f"For {UNIT_NAMES[notice.unit].upper()} only.")
+        for notice, text in zip(notices, texts, strict=True)
+    ] == [1] * len(Unit)
+    assert all("\x00" not in text for text in texts)
 
 
 def test_each_unit_reads_its_own_actions_in_its_message() -> None:

@@ -19,7 +19,7 @@ from ipmg_contracts.notifications import Channel, NotificationKind
 from ipmg_notifications.channels import OutgoingMessage
 from ipmg_notifications.directory import Directory
 from ipmg_notifications.domain import Notice, delivery_id, recipients
-from ipmg_notifications.rendering import messages_of
+from ipmg_notifications.rendering import messages_for
 from ipmg_shared.actors import Unit
 from ipmg_shared.envelope import Envelope
 
@@ -76,8 +76,7 @@ def planned_rows(
     now: datetime,
 ) -> list[tuple[object, ...]]:
     rows: list[tuple[object, ...]] = []
-    for notice in notices:
-        addressed_to = messages_of(notice)
+    for notice, addressed_to in messages_for(notices):
         for recipient in recipients(notice, directory):
             message = addressed_to(recipient.person)
             rows.append(

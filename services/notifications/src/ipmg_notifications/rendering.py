@@ -4,13 +4,15 @@ Each kind has ``<kind>.txt`` and ``<kind>.html``, the body of its message, which
 for everyone the notice goes to; ``base.txt`` and ``base.html`` put the greeting of each
 person and the footer around it. So a meeting's invitation renders its body and its frame
 once per unit, not once per member: each member's copy differs only by the name in the
-greeting. HTML is autoescaped (a resolution's text is what people typed) and a
-variable a template names but the notice lacks is an error, not an empty string.
+greeting. Notices that differ only by their unit (a meeting's invitation to each of the
+eight) are rendered once for all of them, with the unit's name put in its place afterwards.
+HTML is autoescaped (a resolution's text is what people typed) and a variable a template
+names but the notice lacks is an error, not an empty string.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -52,7 +54,10 @@ def render(notice: Notice, person: str | None) -> RenderedMessage:
     return messages_of(notice)(person)
 
 
-def messages_of(notice: Notice) -> Callable[[str | None], RenderedMessage]:
+Addressed = Callable[[str | None], RenderedMessage]
+
+
+def messages_of(notice: Notice) -> Addressed:
     """The notice's body rendered once; the function returned addresses it to each person."""
     env = environment()
     variables = {**notice.context, "subject": notice.subject, "unit_name": UNIT_NAMES[notice.unit]}
@@ -69,9 +74,91 @@ def messages_of(notice: Notice) -> Callable[[str | None], RenderedMessage]:
     return addressed_to
 
 
-# Stands for the person while a message is framed; it cannot occur in a message, as PostgreSQL
-# stores no NUL character, and it passes HTML escaping unchanged.
+# Stand for the person and the unit while a message is framed; they cannot occur in a message,
+# as PostgreSQL stores no NUL character, and they pass HTML escaping unchanged.
 _PERSON = "\x00person\x00"
+_UNIT = "\x00unit\x00"
+_MARKER_START = "\x00"
+
+
+def messages_for(notices: Iterable[Notice]) -> Iterator[tuple[Notice, Addressed]]:
+    """Each notice with its messages, as ``messages_of`` gives them.
+
+    A run of notices of one kind, subject and context, which differ only by their unit, is
+    rendered once with a marker for the unit's name: a meeting's invitation is the same to
+    each of the eight units but for that name, and rendering it eight times was most of the
+    work of planning it. A unit whose copy still holds a marker (a template that changes the
+    name rather than showing it) is rendered whole instead.
+    """
+    shared: _UnitShared | None = None
+    for notice in notices:
+        if shared is None or not shared.renders(notice):
+            shared = _UnitShared.of(notice)
+        yield notice, shared.addressed(notice) or messages_of(notice)
+
+
+@dataclass(frozen=True)
+class _UnitShared:
+    """A notice rendered with markers for the unit's name and the person's."""
+
+    kind: NotificationKind
+    subject: str
+    context: Mapping[str, Any]
+    text: tuple[str, ...]  # to a person: the text split where the name goes
+    text_to_unit: str
+    html: tuple[str, ...]
+    html_to_unit: str
+
+    @classmethod
+    def of(cls, notice: Notice) -> _UnitShared:
+        env = environment()
+        variables = {**notice.context, "subject": notice.subject, "unit_name": _UNIT}
+        text_name, html_name = template_names(notice.kind)
+        text_body = env.get_template(text_name).render(variables)
+        html_body = env.get_template(html_name).make_module(variables)
+        text_base, html_base = env.get_template("base.txt"), env.get_template("base.html")
+        return cls(
+            notice.kind,
+            notice.subject,
+            notice.context,
+            tuple(text_base.render(variables, person=_PERSON, body=text_body).split(_PERSON)),
+            text_base.render(variables, person=None, body=text_body),
+            tuple(html_base.render(variables, person=_PERSON, body=html_body).split(_PERSON)),
+            html_base.render(variables, person=None, body=html_body),
+        )
+
+    def renders(self, notice: Notice) -> bool:
+        return (self.kind, self.subject, self.context) == (
+            notice.kind,
+            notice.subject,
+            notice.context,
+        )
+
+    def addressed(self, notice: Notice) -> Addressed | None:
+        """The notice's messages with its unit's name in place; None if that is not enough."""
+        if len(self.text) != 2 or len(self.html) != 2:
+            return None
+        name = UNIT_NAMES[notice.unit]
+        html_name = _escaped(name)
+        text_before, text_after = (part.replace(_UNIT, name) for part in self.text)
+        html_before, html_after = (part.replace(_UNIT, html_name) for part in self.html)
+        text_to_unit = self.text_to_unit.replace(_UNIT, name)
+        html_to_unit = self.html_to_unit.replace(_UNIT, html_name)
+        copies = (text_before, text_after, html_before, html_after, text_to_unit, html_to_unit)
+        if any(_MARKER_START in copy for copy in copies):
+            return None
+        subject = notice.subject
+
+        def addressed_to(person: str | None) -> RenderedMessage:
+            if not person:
+                return RenderedMessage(subject, text_to_unit, html_to_unit)
+            return RenderedMessage(
+                subject,
+                text_before + person + text_after,
+                html_before + _escaped(person) + html_after,
+            )
+
+        return addressed_to
 
 
 def _addressed(
