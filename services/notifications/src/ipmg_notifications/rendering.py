@@ -2,10 +2,10 @@
 
 Each kind has ``<kind>.txt`` and ``<kind>.html``, the body of its message, which is the same
 for everyone the notice goes to; ``base.txt`` and ``base.html`` put the greeting of each
-person and the footer around it. So a meeting's invitation renders its body and its frame
-once per unit, not once per member: each member's copy differs only by the name in the
-greeting. Notices that differ only by their unit (a meeting's invitation to each of the
-eight) are rendered once for all of them, with the unit's name put in its place afterwards.
+person and the footer around it. So a notice renders its body and its frame once, not once
+per member: each member's copy differs only by the name in the greeting. And notices that
+differ only by their unit (a meeting's invitation to each of the eight) are rendered once
+for all of them, with the unit's name put in its place afterwards.
 HTML is autoescaped (a resolution's text is what people typed) and a variable a template
 names but the notice lacks is an error, not an empty string.
 """
