@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import append, growth, latency, rebuild, relay
+from bench import append, growth, latency, rebuild, relay, targets
 from bench.machine import describe
 from bench.measure import Case
 from bench.progress import say
@@ -94,7 +94,7 @@ async def main(argv: Sequence[str]) -> int:
         "minutes": round((time.monotonic() - started) / 60, 1),
         "sizes": {name: vars(plan[name]) for name in chosen},
     }
-    text = markdown(machine, run, cases) if cases else ""
+    text = markdown(machine, run, cases, targets.table(cases)) if cases else ""
     end_to_end = latencies.markdown(measured_on(machine, run)) if latencies else ""
     print("\n\n".join(part for part in (text, end_to_end) if part))
     if not options.no_write:

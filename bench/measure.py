@@ -45,6 +45,7 @@ class Case:
     unit: str  # what a rate counts per second: "commands", "events"
     events_per_unit: int = 1
     ours_count: int = 1  # how many of the contenders are ours
+    size: int = 0  # how many events the case holds, where that is its subject (rebuild)
     rates: dict[str, list[float]] = field(init=False)
     cpu: dict[str, list[float]] = field(init=False)  # CPU seconds of this process per unit
     seconds: dict[str, list[float]] = field(init=False)  # wall clock of each round

@@ -161,7 +161,7 @@ async def run(space: Workspace, sizes: RebuildSizes) -> list[Case]:
     cases = []
     for events in sizes.events:
         settings = await prepare(space, events)
-        case = Case("rebuild", f"{events:,} events", (OURS, RAW), "events")
+        case = Case("rebuild", f"{events:,} events", (OURS, RAW), "events", size=events)
         rounds = 1 if events == max(sizes.events) and len(sizes.events) > 1 else sizes.rounds
         for round_ in range(rounds):
             order = [OURS, RAW] if round_ % 2 == 0 else [RAW, OURS]

@@ -35,7 +35,7 @@ SHORT = {
 }
 
 
-def _short(name: str) -> str:
+def short_name(name: str) -> str:
     return SHORT.get(name, name)
 
 
@@ -71,15 +71,15 @@ def _row(cells: Sequence[str]) -> str:
 def table(cases: Sequence[Case]) -> list[str]:
     first = cases[0]
     growth = first.benchmark == "growth"
-    ratios = [f"{_short(mine)} ÷ {_short(theirs)}" for mine, theirs in first.pairs]
+    ratios = [f"{short_name(mine)} ÷ {short_name(theirs)}" for mine, theirs in first.pairs]
     header = ["stored events" if growth else "case", *first.contenders, *ratios]
     if growth:  # each ratio against itself at the smallest size: 1.00 means nothing grew
         header += [f"{ratio} vs {first.name}" for ratio in ratios]
-    header += [f"CPU/{first.unit.rstrip('s')} {_short(name)}" for name in first.contenders]
+    header += [f"CPU/{first.unit.rstrip('s')} {short_name(name)}" for name in first.contenders]
     memory = first.has_memory
     if memory:  # the wall time of ours, and each contender's peak memory
-        header += [f"wall time {_short(name)}" for name in first.ours]
-        header += [f"peak RSS {_short(name)}" for name in first.contenders]
+        header += [f"wall time {short_name(name)}" for name in first.ours]
+        header += [f"peak RSS {short_name(name)}" for name in first.contenders]
     lines = [_row(header), "|---" + "|---:" * (len(header) - 1) + "|"]
     for case in cases:
         cells = [case.name, *[_rate(case, name) for name in case.contenders]]
@@ -107,13 +107,21 @@ def measured_on(machine: dict[str, Any], run: dict[str, Any]) -> str:
     )
 
 
-def markdown(machine: dict[str, Any], run: dict[str, Any], cases: Sequence[Case]) -> str:
+def markdown(
+    machine: dict[str, Any],
+    run: dict[str, Any],
+    cases: Sequence[Case],
+    targets: Sequence[str] = (),
+) -> str:
+    """The run's tables, after the lines of ``targets`` (see ``bench.targets``)."""
     lines = [
         f"{measured_on(machine, run)} "
         "Rates are medians of the rounds; a ratio `ours ÷ baseline` is the median of the "
         "rounds' own ratios (above 1: ours is faster); CPU is this process's time per unit of "
         "work (median).",
     ]
+    if targets:
+        lines += ["", *targets]
     for benchmark, title in TITLES.items():
         chosen = [case for case in cases if case.benchmark == benchmark]
         if chosen:
