@@ -22,8 +22,10 @@ REBUILD_OF_CONSUMER = 0.40
 REBUILD_EVENTS = 1_000_000
 REBUILD_WITHIN_S = 60.0
 # "Bounded": ten times the events may not take the peak memory above this multiple (memory
-# that grew with the events would be ten times as much).
+# that grew with the events would be ten times as much). Below REBUILD_MEMORY_FROM events the
+# rebuild's document cache (10,000 documents) is still filling, so memory grows by design.
 REBUILD_MEMORY_GROWTH_AT_MOST = 1.5
+REBUILD_MEMORY_FROM = 100_000
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,11 @@ def _rebuild_checks(cases: Sequence[Case]) -> Iterator[Check]:
     tenth = next((case for case in rebuilds if case.size * 10 == largest.size), None)
     target = (
         f"Rebuild memory bounded: peak RSS at most {REBUILD_MEMORY_GROWTH_AT_MOST} times as "
-        "much with ten times the events"
+        f"much with ten times the events, from {REBUILD_MEMORY_FROM:,}"
     )
-    if tenth is None:
-        yield Check(target, largest.name, "no size a tenth of it measured", None)
+    if tenth is None or tenth.size < REBUILD_MEMORY_FROM:
+        sizes = f"{REBUILD_MEMORY_FROM:,} and {10 * REBUILD_MEMORY_FROM:,} events"
+        yield Check(target, sizes, "not measured", None)
         return
     smaller, larger = (max(case.peak_rss_mib[case.ours[0]]) for case in (tenth, largest))
     growth = larger / smaller

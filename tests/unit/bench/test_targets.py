@@ -53,14 +53,15 @@ def test_each_target_is_met_or_not_by_the_cases_figures() -> None:
         ("Rebuild at least 0.40 of the raw aiokafka consumer", "1,000,000 events"): ("0.20", False),
         ("Rebuild of 1,000,000 events in under 60 s", "1,000,000 events"): ("55.0 s", True),
         (
-            "Rebuild memory bounded: peak RSS at most 1.5 times as much with ten times the events",
+            "Rebuild memory bounded: peak RSS at most 1.5 times as much with ten times the events,"
+            " from 100,000",
             "100,000 events → 1,000,000 events",
         ): ("350 → 420 MiB (1.20 times)", True),
     }
 
 
 def test_memory_that_grows_with_the_events_is_not_bounded() -> None:
-    cases = [rebuild_case(10_000, 1.0, 0.1, 100.0), rebuild_case(100_000, 10.0, 1.0, 800.0)]
+    cases = [rebuild_case(100_000, 10.0, 1.0, 100.0), rebuild_case(1_000_000, 100.0, 10.0, 800.0)]
 
     memory = [check for check in checks(cases) if "memory" in check.target]
 
@@ -69,12 +70,20 @@ def test_memory_that_grows_with_the_events_is_not_bounded() -> None:
     ]
 
 
-def test_a_quick_run_has_not_measured_a_million_events() -> None:
-    cases = [rebuild_case(10_000, 1.0, 0.1, 100.0), rebuild_case(100_000, 5.0, 1.0, 110.0)]
+def test_a_quick_run_has_not_measured_a_million_events_nor_memory_past_the_cache() -> None:
+    # Up to 100,000 events the rebuild's document cache is still filling: memory grows there.
+    cases = [rebuild_case(10_000, 1.0, 0.1, 100.0), rebuild_case(100_000, 5.0, 1.0, 350.0)]
 
-    million = [check for check in checks(cases) if "1,000,000" in check.target]
+    unmeasured = [
+        (check.case, check.figure, check.met)
+        for check in checks(cases)
+        if "1,000,000" in check.target or "memory" in check.target
+    ]
 
-    assert [(check.figure, check.met) for check in million] == [("not measured", None)]
+    assert unmeasured == [
+        ("1,000,000 events", "not measured", None),
+        ("100,000 and 1,000,000 events", "not measured", None),
+    ]
     assert "| not measured |" in "\n".join(table(cases))
 
 
