@@ -151,6 +151,19 @@ class Facts:
         return self.resolution
 
 
+# The events whose notices read what the projection knew before them (``notices_for`` asks
+# ``Facts`` for it); the others are told from the event alone, so no facts are read for them.
+NOTICES_READ_FACTS: frozenset[type[DomainEvent]] = frozenset(
+    {
+        MeetingRescheduled,
+        MeetingCancelled,
+        ResolutionCirculated,
+        ResolutionSigned,
+        ActionPlanAdopted,
+    }
+)
+
+
 # --- notices ------------------------------------------------------------------------------
 
 

@@ -38,6 +38,7 @@ from ipmg_contracts.resolutions import (
 from ipmg_notifications.deliveries import Cause, DeliveryStatus, insert_deliveries
 from ipmg_notifications.directory import Directory
 from ipmg_notifications.domain import (
+    NOTICES_READ_FACTS,
     Facts,
     MeetingFacts,
     Notice,
@@ -77,7 +78,10 @@ class NotificationHandler:
     async def __call__(
         self, connection: DbConnection, envelope: Envelope, event: DomainEvent
     ) -> None:
-        facts = await facts_before(connection, event)
+        # Read before ``project`` moves the projection past the event; only when needed.
+        facts = (
+            await facts_before(connection, event) if type(event) in NOTICES_READ_FACTS else Facts()
+        )
         await project(connection, envelope, event)
         notices = notices_for(event, facts)
         if not notices:
