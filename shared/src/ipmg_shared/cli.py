@@ -219,8 +219,10 @@ def _service_app(definition: ServiceDefinition) -> typer.Typer:
             log_level="warning",
             timeout_graceful_shutdown=20,
             # asyncio's own loop, not uvloop: on uvloop, a consumer group's member sometimes never
-            # rejoined after the broker was killed and restarted (2 runs of 5 of the fault test;
-            # 0 of 4 on asyncio), and nothing lost matters more than its 10-20% less CPU.
+            # rejoined after the broker was killed and restarted (8 runs of 40 of the fault test;
+            # 0 of 4 on asyncio): uvloop raises RuntimeError on a write to a closed transport,
+            # which ends aiokafka's metadata task (see bench/README.md). Nothing lost matters
+            # more than its 10-20% less CPU.
             loop="asyncio",
             http="httptools",  # the HTTP parser in C
         )
