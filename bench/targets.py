@@ -62,7 +62,9 @@ def _append_checks(cases: Sequence[Case]) -> Iterator[Check]:
 
 
 def _rebuild_checks(cases: Sequence[Case]) -> Iterator[Check]:
-    rebuilds = sorted((case for case in cases if case.benchmark == "rebuild"), key=_size)
+    rebuilds = sorted(
+        (case for case in cases if case.benchmark == "rebuild"), key=lambda case: case.size
+    )
     if not rebuilds:
         return
     largest = rebuilds[-1]
@@ -101,10 +103,6 @@ def _rebuild_checks(cases: Sequence[Case]) -> Iterator[Check]:
 
 def _baseline(case: Case, short: str) -> str:
     return next(name for name in case.baselines if short_name(name) == short)
-
-
-def _size(case: Case) -> int:
-    return case.size
 
 
 def table(cases: Sequence[Case]) -> list[str]:

@@ -60,11 +60,7 @@ Addressed = Callable[[str | None], RenderedMessage]
 def messages_of(notice: Notice) -> Addressed:
     """The notice's body rendered once; the function returned addresses it to each person."""
     env = environment()
-    variables = {**notice.context, "subject": notice.subject, "unit_name": UNIT_NAMES[notice.unit]}
-    text_name, html_name = template_names(notice.kind)
-    text_body = env.get_template(text_name).render(variables)
-    # A template module, rendered with autoescape: Jinja places it in the page as markup.
-    html_body = env.get_template(html_name).make_module(variables)
+    variables, text_body, html_body = _bodies(notice, UNIT_NAMES[notice.unit])
     text = _addressed(env.get_template("base.txt"), variables, text_body, escape=str)
     html = _addressed(env.get_template("base.html"), variables, html_body, escape=_escaped)
 
@@ -72,6 +68,17 @@ def messages_of(notice: Notice) -> Addressed:
         return RenderedMessage(subject=notice.subject, text=text(person), html=html(person))
 
     return addressed_to
+
+
+def _bodies(notice: Notice, unit_name: str) -> tuple[dict[str, Any], str, object]:
+    """The templates' variables and the notice's body: as text, and as HTML."""
+    env = environment()
+    variables = {**notice.context, "subject": notice.subject, "unit_name": unit_name}
+    text_name, html_name = template_names(notice.kind)
+    text_body = env.get_template(text_name).render(variables)
+    # A template module, rendered with autoescape: Jinja places it in the page as markup.
+    html_body = env.get_template(html_name).make_module(variables)
+    return variables, text_body, html_body
 
 
 # Stand for the person and the unit while a message is framed; they cannot occur in a message,
@@ -112,10 +119,7 @@ class _UnitShared:
     @classmethod
     def of(cls, notice: Notice) -> _UnitShared:
         env = environment()
-        variables = {**notice.context, "subject": notice.subject, "unit_name": _UNIT}
-        text_name, html_name = template_names(notice.kind)
-        text_body = env.get_template(text_name).render(variables)
-        html_body = env.get_template(html_name).make_module(variables)
+        variables, text_body, html_body = _bodies(notice, _UNIT)
         text_base, html_base = env.get_template("base.txt"), env.get_template("base.html")
         return cls(
             notice.kind,

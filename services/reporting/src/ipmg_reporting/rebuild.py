@@ -152,9 +152,9 @@ async def rebuild_projection(
         shares = split_partitions(
             lags, workers or settings.rebuild_workers or workers_for(lags, usable_cpus())
         )
-        report.partitions_split = len(
-            {tp for share in shares for tp, part in share.items() if part.count > 1}
-        )
+        # Of each share, the partitions it folds only some streams of.
+        parts = [{tp: part for tp, part in share.items() if part.count > 1} for share in shares]
+        report.partitions_split = len({tp for share_parts in parts for tp in share_parts})
         folded = await fold_shares(
             [
                 ShareTask(
@@ -163,9 +163,9 @@ async def rebuild_projection(
                     {tp: (starts[tp], ends[tp]) for tp in share},
                     batch_size,
                     max(1, documents_in_memory // len(shares)),
-                    {tp: part for tp, part in share.items() if part.count > 1},
+                    share_parts,
                 )
-                for share in shares
+                for share, share_parts in zip(shares, parts, strict=True)
             ],
             progress,
         )
