@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
+import anyio.to_thread
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from faststream.kafka import KafkaBroker
 
 from ipmg_shared.consumer import ConsumerRunner, DeadLetter, Delivery, Outcome, Subscription
 from ipmg_shared.envelope import Envelope
@@ -77,6 +80,26 @@ def runner_of(
         retry_backoff_s=0.01,
     )
     return ConsumerRunner(subscription, pool, dead_letters)
+
+
+def subscribed_broker(
+    kafka: Settings,
+    service_name: str,
+    pool: asyncpg.Pool,
+    consumer: str,
+    recorder: TransactionRecorder,
+) -> tuple[KafkaBroker, ConsumerRunner]:
+    """A broker whose subscriber feeds the runner of consumer ``consumer``, as a service's."""
+    subscription = Subscription(
+        consumer=f"{consumer}-{service_name}",
+        sources={service_name: REGISTRY},
+        handler=recorder,
+        topic_names=kafka.topics,
+    )
+    broker = make_broker(kafka, f"test-{consumer}")
+    runner = ConsumerRunner(subscription, pool, dead_letter_sink(broker, kafka.topics))
+    subscribe(broker, runner, kafka)
+    return broker, runner
 
 
 async def deliveries_of(
@@ -207,15 +230,7 @@ async def test_a_backlog_through_kafka_is_applied_in_batches_once_each_after_a_f
             stream_id, 0, notes(*stream_texts), actor=SECRETARIAT, correlation_id=uuid4()
         )
     recorder = TransactionRecorder()
-    subscription = Subscription(
-        consumer=f"backlog-{service_name}",
-        sources={service_name: REGISTRY},
-        handler=recorder,
-        topic_names=kafka.topics,
-    )
-    broker = make_broker(kafka, "test-batches")
-    runner = ConsumerRunner(subscription, service_pool, dead_letter_sink(broker, kafka.topics))
-    subscribe(broker, runner, kafka)
+    broker, _ = subscribed_broker(kafka, service_name, service_pool, "backlog", recorder)
 
     async with running_relay(kafka, service_name) as relay:
         await wait_until(lambda: relay.published_position == 60, timeout=30)
@@ -237,15 +252,9 @@ async def test_an_idle_consumer_commits_the_offsets_of_its_last_records(
 ) -> None:
     """Records that came after the last ack are committed once none follow them, so Kafka's
     own lag tools do not show an idle consumer behind."""
-    subscription = Subscription(
-        consumer=f"idle-{service_name}",
-        sources={service_name: REGISTRY},
-        handler=TransactionRecorder(),
-        topic_names=kafka.topics,
+    broker, runner = subscribed_broker(
+        kafka, service_name, service_pool, "idle", TransactionRecorder()
     )
-    broker = make_broker(kafka, "test-idle")
-    runner = ConsumerRunner(subscription, service_pool, dead_letter_sink(broker, kafka.topics))
-    subscribe(broker, runner, kafka)
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.kafka_bootstrap_servers)
     await admin.start()
 
@@ -274,3 +283,42 @@ async def test_an_idle_consumer_commits_the_offsets_of_its_last_records(
 
 async def committed_is(committed: Callable[[], Awaitable[int]], offsets: int) -> bool:
     return await committed() == offsets
+
+
+@pytest.mark.usefixtures("effects")
+async def test_records_are_handled_on_the_event_loop_with_no_thread_per_message(
+    kafka: Settings,
+    service_name: str,
+    store: EventStore,
+    service_pool: asyncpg.Pool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """FastStream's dependency injection would resolve the handler's message in a worker
+    thread, a hop there and back for every message; the services' broker does without it."""
+    hops = 0
+    run_sync = anyio.to_thread.run_sync
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await run_sync(*args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
+    broker, _ = subscribed_broker(
+        kafka, service_name, service_pool, "threads", TransactionRecorder()
+    )
+
+    async def applied(count: int) -> bool:
+        return bool(await service_pool.fetchval("SELECT count(*) = $1 FROM effects", count))
+
+    async with running_relay(kafka, service_name), broker:
+        await broker.start()
+        # One at a time: each record is a message of its own, not one taken with another.
+        for version, text in enumerate(("a1", "a2", "a3")):
+            await store.append(
+                "note-a", version, notes(text), actor=SECRETARIAT, correlation_id=uuid4()
+            )
+            await wait_until(functools.partial(applied, version + 1), timeout=30)
+
+    assert await transactions_of(service_pool) == {"note-a": [1, 2, 3]}
+    assert hops == 0

@@ -103,6 +103,10 @@ def make_broker(settings: Settings, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         request_timeout_ms=int(settings.kafka_send_timeout_s * 1000),
         logger=None,
+        # No dependency injection: a handler is called with what the subscriber's decoder
+        # returns (``subscribe``: the message itself). FastStream's injection resolves a
+        # ``KafkaMessage`` parameter in a worker thread, one thread hop per message.
+        apply_types=False,
     )
 
 
@@ -120,18 +124,24 @@ def broker_security(settings: Settings) -> BaseSecurity | None:
     )
 
 
-def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -> None:
+def subscribe(
+    broker: KafkaBroker, runner: ConsumerRunner, settings: Settings
+) -> list[HandledOffsets]:
     """A FastStream subscriber per consumer, or per topic: manual ack after the database commit.
 
     FastStream's default ACK_FIRST would commit before handling (at-most-once); with MANUAL,
     ``ack`` commits exactly what was processed: the record handed over and those taken with it
     (``_already_fetched``). Subscribers of one consumer share its group, so its committed
-    offsets do not depend on the split.
+    offsets do not depend on the split. Returns each subscriber's offsets, to be stopped with
+    the broker (``HandledOffsets.stop``).
     """
     topics = runner.subscription.topics
+    subscribers = []
     for subscribed in (
         [[topic] for topic in topics] if runner.subscription.consumer_per_topic else [topics]
     ):
+        handled = HandledOffsets()  # of this subscriber: an ack commits its own offsets
+        subscribers.append(handled)
         broker.subscriber(
             *subscribed,
             group_id=settings.topics.group(runner.consumer),
@@ -141,13 +151,14 @@ def subscribe(broker: KafkaBroker, runner: ConsumerRunner, settings: Settings) -
             # A member learns of a rebalance from its next heartbeat: with a consumer per topic
             # every start rebalances once per member, so each waits 1 s, not aiokafka's 3 s.
             heartbeat_interval_ms=1000,
-            decoder=_raw_body,
-        )(_message_handler(runner))
+            decoder=_whole_message,
+        )(_message_handler(runner, handled))
+    return subscribers
 
 
-def _message_handler(runner: ConsumerRunner) -> Callable[[KafkaMessage], Awaitable[None]]:
-    handled = HandledOffsets()  # of this subscriber: an ack commits its own consumer's offsets
-
+def _message_handler(
+    runner: ConsumerRunner, handled: HandledOffsets
+) -> Callable[[KafkaMessage], Awaitable[None]]:
     async def on_message(message: KafkaMessage) -> None:
         kafka_consumer: Any = message.consumer
         records = [message.raw_message, *await _already_fetched(kafka_consumer)]
@@ -190,6 +201,7 @@ class HandledOffsets:
         self._last_commit = 0.0
         self._last_added = 0.0
         self._committing: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def add(self, records: Sequence[Any]) -> None:
         for record in records:
@@ -208,8 +220,19 @@ class HandledOffsets:
         self._uncommitted, self._last_commit = 0, self._last_added
 
     def commit_once_idle(self, kafka_consumer: Any) -> None:
-        if kafka_consumer is not None and (self._committing is None or self._committing.done()):
+        if self._stopped or kafka_consumer is None:
+            return
+        if self._committing is None or self._committing.done():
             self._committing = asyncio.create_task(self._commit_once_idle(kafka_consumer))
+
+    def stop(self) -> None:
+        """Its consumer has stopped: no commit any more. aiokafka still commits through a
+        stopped consumer, so a late one would overwrite offsets set since (an operator's
+        reset, or what the consumer's next run committed); the next run's acks commit."""
+        self._stopped = True
+        self.next_offsets.clear()
+        if self._committing is not None:
+            self._committing.cancel()
 
     async def _commit_once_idle(self, kafka_consumer: Any) -> None:
         while self.next_offsets:
@@ -277,9 +300,10 @@ async def _take_again(message: KafkaMessage, records: Sequence[Any]) -> None:
         kafka_consumer.seek(partition, offset)
 
 
-async def _raw_body(message: Any) -> Any:
-    # Bytes go to the runner untouched: decoding (and rejecting) is its job, not FastStream's.
-    return message.body
+async def _whole_message(message: Any) -> Any:
+    # The handler takes the message: its record, its consumer and its ack. Bytes go to the
+    # runner untouched: decoding (and rejecting) them is its job, not FastStream's.
+    return message
 
 
 def _observe_lag(consumer: str, kafka_consumer: Any, records: Sequence[Any]) -> None:
@@ -315,6 +339,7 @@ class ServiceRuntime:
         self.context: ServiceContext | None = None
         self.relay: Relay | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._handled_offsets: list[HandledOffsets] = []
         self.broker_started = False
 
     @contextlib.asynccontextmanager
@@ -341,7 +366,7 @@ class ServiceRuntime:
             runner = ConsumerRunner(
                 subscription, pool, sink, acquire_timeout_s=settings.pool_acquire_timeout_s
             )
-            subscribe(self.broker, runner, settings)
+            self._handled_offsets += subscribe(self.broker, runner, settings)
         self.context = context
         app.state.context = context
         self._tasks.append(asyncio.create_task(self._keep_broker_started(), name="broker"))
@@ -359,6 +384,8 @@ class ServiceRuntime:
             # after its database transaction, so an abandoned one is simply delivered again.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.broker.stop(), 15)
+            for handled in self._handled_offsets:
+                handled.stop()
             await asyncio.wait_for(pool.close(), 15)
             log.info("service_stopped", service=self.definition.name)
 
