@@ -79,15 +79,17 @@ async def main(argv: Sequence[str]) -> int:
     latencies: latency.LatencyResult | None = None
     async with workspace() as space:
         machine = await describe(space.settings)
-        if "append" in chosen:
-            cases += await append.run(space, plan["append"])
-        if "relay" in chosen:
-            cases += await relay.run(space, plan["relay"])
-        if "growth" in chosen:
-            cases += await growth.run(space, plan["growth"])
-        if "rebuild" in chosen:
-            cases += await rebuild.run(space, plan["rebuild"])
+        for name, benchmark in (
+            ("append", append.run),
+            ("relay", relay.run),
+            ("growth", growth.run),
+            ("rebuild", rebuild.run),
+        ):
+            if name in chosen:
+                await space.settle()
+                cases += await benchmark(space, plan[name])
         if "latency" in chosen:
+            await space.settle()
             latencies = await latency.run(space, plan["latency"])
     run = {
         "command": " ".join(["python -m bench", *argv]),
