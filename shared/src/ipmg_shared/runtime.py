@@ -136,12 +136,12 @@ def subscribe(
     the broker (``HandledOffsets.stop``).
     """
     topics = runner.subscription.topics
-    subscribers = []
+    handled_offsets = []
     for subscribed in (
         [[topic] for topic in topics] if runner.subscription.consumer_per_topic else [topics]
     ):
         handled = HandledOffsets()  # of this subscriber: an ack commits its own offsets
-        subscribers.append(handled)
+        handled_offsets.append(handled)
         broker.subscriber(
             *subscribed,
             group_id=settings.topics.group(runner.consumer),
@@ -153,7 +153,7 @@ def subscribe(
             heartbeat_interval_ms=1000,
             decoder=_whole_message,
         )(_message_handler(runner, handled))
-    return subscribers
+    return handled_offsets
 
 
 def _message_handler(
