@@ -64,6 +64,7 @@ CHANNEL = "ipmg_bench_visible"
 TARGET_P99_S = 0.100
 TARGET_RATE = 200
 SUSTAINED_SHARE = 0.95  # achieved ÷ offered for a rate to count as sustained
+WINDOW_S = 0.25  # a step's commands in windows of this width, by the time they were sent
 # The production default. Latencies far below it show the relay is woken by NOTIFY.
 RELAY_POLL_INTERVAL_S = 1.0
 GIVE_UP_S = 1.0  # a step whose oldest unseen command is this late stops sending: overloaded
@@ -295,6 +296,22 @@ class Step:
             if values
         }
 
+    def slow_windows(self, width_s: float = WINDOW_S) -> tuple[int, int]:
+        """Of the step's windows of ``width_s`` (by scheduled time), those in which a command
+        took over the target p99 (or was never seen), and how many windows there were.
+
+        A few such windows among many is a pause of the machine or of one process; most of
+        them, a pipeline that cannot keep up.
+        """
+        if not self.probes:
+            return (0, 0)
+        start = self.probes[0].scheduled
+        windows: dict[int, bool] = {}
+        for probe, latency in zip(self.probes, self.latencies(), strict=True):
+            window = int((probe.scheduled - start) / width_s)
+            windows[window] = windows.get(window, False) or latency > TARGET_P99_S
+        return (sum(windows.values()), len(windows))
+
     def quantiles(self, answered: bool = False) -> dict[str, float]:
         values = self.answer_latencies() if answered else self.latencies()
         if not values:
@@ -331,6 +348,7 @@ class Step:
         def ms(values: dict[str, float]) -> dict[str, float | None]:
             return {k: None if math.isinf(v) else round(v * 1e3, 2) for k, v in values.items()}
 
+        slow, windows = self.slow_windows()
         return {
             "contender": self.contender,
             "offered_per_s": self.offered,
@@ -344,6 +362,7 @@ class Step:
             "gave_up_after_s": self.gave_up_after_s,
             "read_back_over_http": list(self.checked),
             "stages_ms": {name: ms(values) for name, values in self.stages().items()},
+            "windows_over_target": {"width_s": WINDOW_S, "slow": slow, "of": windows},
             "sustained": self.sustained,
         }
 
@@ -718,8 +737,11 @@ class LatencyResult:
             "**Where the time goes, ms (p50 / p99 of each stage; the instants are taken by "
             "PostgreSQL's clock and the bench's, on the same machine)**",
             "",
-            "| offered/s | " + " | ".join(STAGES) + " |",
-            "|---" + "|---:" * len(STAGES) + "|",
+            "| offered/s | "
+            + " | ".join(STAGES)
+            + f" | {WINDOW_S * 1e3:g}-ms windows with a command over "
+            f"{TARGET_P99_S * 1e3:g} ms |",
+            "|---" + "|---:" * (len(STAGES) + 1) + "|",
         ]
         for step in self.steps:
             stages = step.stages()
@@ -727,6 +749,8 @@ class LatencyResult:
             for name in STAGES:
                 found = stages.get(name)
                 cells.append(f"{ms(found['p50'])} / {ms(found['p99'])}" if found else "—")
+            slow, windows = step.slow_windows()
+            cells.append(f"{slow} of {windows}")
             lines.append("| " + " | ".join(cells) + " |")
         sustained = self.sustained
         at_target = next((s for s in self.steps if s.offered == TARGET_RATE), None)

@@ -45,6 +45,17 @@ def test_achieved_rate_runs_from_the_first_scheduled_send_to_the_last_seen() -> 
     assert not fell_behind.sustained
 
 
+def test_slow_windows_tell_a_pause_from_a_pipeline_that_cannot_keep_up() -> None:
+    # 40 commands a second for 2 s: eight windows of 250 ms, ten commands each.
+    assert step_of([0.02] * 80, offered=40).slow_windows() == (0, 8)
+    paused: list[float | None] = [0.02] * 80
+    paused[30:33] = [0.3, 0.25, 0.2]  # within one window (30-39)
+    paused[79] = None  # never seen: slow too, in the last window
+    assert step_of(paused, offered=40).slow_windows() == (2, 8)
+    behind = [0.02 + n * 0.002 for n in range(80)]  # over 100 ms from the 41st command on
+    assert step_of(behind, offered=40).slow_windows() == (4, 8)
+
+
 def test_the_tracker_marks_each_probe_once_and_forgets_the_refused() -> None:
     tracker = Tracker()
     first, second = Probe("a", 0.0), Probe("b", 0.1)
