@@ -35,7 +35,9 @@ class TransactionRecorder:
     def __init__(self) -> None:
         self.faults_left = {"flaky": 1}
 
-    async def __call__(self, connection: object, envelope: Envelope, event: DomainEvent) -> None:
+    async def __call__(
+        self, connection: object, envelope: Envelope, event: DomainEvent, _: bytes
+    ) -> None:
         assert isinstance(event, NoteRecorded)
         if event.text == "explode":
             raise RuntimeError("handler bug")

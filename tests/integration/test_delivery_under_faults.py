@@ -43,7 +43,9 @@ async def make_effects_table(settings: Settings, service: str) -> None:
     await admin.close()
 
 
-async def record_effect(connection: object, envelope: Envelope, event: DomainEvent) -> None:
+async def record_effect(
+    connection: object, envelope: Envelope, event: DomainEvent, _: bytes
+) -> None:
     assert isinstance(event, NoteRecorded)
     await connection.execute(  # type: ignore[attr-defined]
         "INSERT INTO effects (stream_id, stream_version, text) VALUES ($1, $2, $3)",

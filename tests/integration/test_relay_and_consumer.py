@@ -91,10 +91,14 @@ class EffectRecorder:
 
     def __init__(self) -> None:
         self.calls = 0
+        self.published: dict[tuple[str, int], bytes] = {}  # what each call was given
 
-    async def __call__(self, connection: object, envelope: Envelope, event: DomainEvent) -> None:
+    async def __call__(
+        self, connection: object, envelope: Envelope, event: DomainEvent, published: bytes
+    ) -> None:
         assert isinstance(event, NoteRecorded)
         self.calls += 1
+        self.published[(envelope.stream_id, envelope.stream_version)] = published
         if event.text == "explode":
             raise RuntimeError("handler bug")
         await connection.execute(  # type: ignore[attr-defined]
@@ -177,6 +181,17 @@ async def test_consumer_applies_each_event_once_and_dead_letters_poison(
     assert all(v == list(range(1, len(v) + 1)) for v in by_stream.values())
     assert "note-7" not in by_stream  # the handler bug was dead-lettered, not applied
     assert by_stream["note-8"] == [1]
+    # Each handler call was given its record's value byte for byte (the first copy of an
+    # event on the topic is the relay's; the later duplicate is skipped).
+    on_topic: dict[tuple[str, int], bytes] = {}
+    async for record in read_topic(kafka, topic):
+        with contextlib.suppress(ValueError):
+            envelope = Envelope.from_bytes(record.value)
+            on_topic.setdefault((envelope.stream_id, envelope.stream_version), record.value)
+    applied = [(row["stream_id"], row["stream_version"]) for row in rows]
+    assert {key: recorder.published[key] for key in applied} == {
+        key: on_topic[key] for key in applied
+    }
 
     letters = [r async for r in read_topic(kafka, kafka.topics.dead_letter)]
     reasons = sorted(
@@ -210,7 +225,7 @@ async def test_a_first_event_handled_twice_at_once_is_applied_once(
     envelope = (await store.read_all(limit=1))[0]
     both_inside = asyncio.Barrier(2)
 
-    async def handler(connection: Any, envelope: Envelope, event: DomainEvent) -> None:
+    async def handler(connection: Any, envelope: Envelope, event: DomainEvent, _: bytes) -> None:
         await connection.execute(
             "INSERT INTO effects VALUES ($1, $2)", envelope.stream_id, envelope.stream_version
         )
@@ -258,10 +273,12 @@ async def test_dead_letters_are_listed_and_replayed_to_their_consumer_once_fixed
     recorder = EffectRecorder()
     broken = {"yes": True}
 
-    async def sometimes_broken(connection: object, envelope: Envelope, event: DomainEvent) -> None:
+    async def sometimes_broken(
+        connection: object, envelope: Envelope, event: DomainEvent, published: bytes
+    ) -> None:
         if broken["yes"]:
             raise RuntimeError("a bug fixed by the next release")
-        await recorder(connection, envelope, event)
+        await recorder(connection, envelope, event, published)
 
     consumer = f"replay-{service_name}"
     subscription = Subscription(

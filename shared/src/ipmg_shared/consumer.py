@@ -1,11 +1,12 @@
 """Effectively-once consumption of event topics.
 
-A handler gets the decoded, upcast event and a database connection inside a transaction; its
-effect and the consumer's checkpoint (per stream: last version; per source: last position)
-commit together, and only then is the Kafka offset committed. A redelivered event is skipped by
-its stream version; a version beyond the next expected one is a gap, reported and dead-lettered,
-never silently skipped. Messages that cannot be processed go to the dead-letter topic with the
-reason; the consumer goes on with the next one.
+A handler gets the decoded, upcast event (and the record's value as published) and a database
+connection inside a transaction; its effect and the consumer's checkpoint (per stream: last
+version; per source: last position) commit together, and only then is the Kafka offset
+committed. A redelivered event is skipped by its stream version; a version beyond the next
+expected one is a gap, reported and dead-lettered, never silently skipped. Messages that cannot
+be processed go to the dead-letter topic with the reason; the consumer goes on with the next
+one.
 
 Records that wait together are applied together: one transaction, one commit for all of them,
 each checked by its stream version as if alone. Whatever goes wrong in such a batch rolls all of
@@ -78,8 +79,11 @@ ORDER BY stream_id FOR UPDATE
 
 
 class EventHandler(Protocol):
+    """``published``: the record's value, the envelope's JSON exactly as it was published (a
+    handler that keeps a copy of the log keeps these bytes, with nothing rendered again)."""
+
     async def __call__(
-        self, connection: DbConnection, envelope: Envelope, event: DomainEvent
+        self, connection: DbConnection, envelope: Envelope, event: DomainEvent, published: bytes, /
     ) -> None: ...
 
 
@@ -121,6 +125,15 @@ class Delivery:
     key: bytes | None
     value: bytes
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(frozen=True)
+class Received:
+    """A record decoded: its envelope, the upcast event, and the value it was decoded from."""
+
+    envelope: Envelope
+    event: DomainEvent
+    published: bytes
 
 
 DeadLetterSink = Callable[[Delivery, DeadLetter, str], Awaitable[None]]
@@ -205,7 +218,7 @@ class ConsumerRunner:
                 outcomes.append(await self._send_to_dead_letter(delivery, item, "unknown"))
             else:
                 outcome = next(results)
-                EVENTS_CONSUMED.labels(self.consumer, item[0].source, outcome.value).inc()
+                EVENTS_CONSUMED.labels(self.consumer, item.envelope.source, outcome.value).inc()
                 outcomes.append(outcome)
         return outcomes
 
@@ -222,11 +235,11 @@ class ConsumerRunner:
         decoded = self._decode(delivery)
         if isinstance(decoded, DeadLetter):
             return await self._send_to_dead_letter(delivery, decoded, source="unknown")
-        envelope, event = decoded
+        envelope = decoded.envelope
         with _logged_as(envelope):
             for attempt in range(1, self.subscription.max_attempts + 1):
                 try:
-                    outcome = await self._apply(envelope, event)
+                    (outcome,) = await self._apply_together([decoded])
                 except TRANSIENT_ERRORS as error:
                     log.warning("consumer_infrastructure_fault", error=repr(error))
                     return Outcome.RETRY_LATER
@@ -255,7 +268,7 @@ class ConsumerRunner:
                     return outcome
             raise AssertionError("unreachable: the last attempt returns")
 
-    def _decode(self, delivery: Delivery) -> tuple[Envelope, DomainEvent] | DeadLetter:
+    def _decode(self, delivery: Delivery) -> Received | DeadLetter:
         try:
             envelope = Envelope.from_bytes(delivery.value)
         except ValidationError as error:
@@ -271,19 +284,13 @@ class ConsumerRunner:
             )
         registry = self.subscription.registries[envelope.source]
         try:
-            return envelope, envelope.decode(registry)
+            return Received(envelope, envelope.decode(registry), delivery.value)
         except EventDecodingError as error:
             return DeadLetter(
                 "unknown_type" if not registry.knows(envelope.type) else "bad_payload", str(error)
             )
 
-    async def _apply(self, envelope: Envelope, event: DomainEvent) -> Outcome:
-        (outcome,) = await self._apply_together([(envelope, event)])
-        return outcome
-
-    async def _apply_together(
-        self, events: Sequence[tuple[Envelope, DomainEvent]]
-    ) -> list[Outcome]:
+    async def _apply_together(self, events: Sequence[Received]) -> list[Outcome]:
         """Each event checked and applied in turn, all in one transaction: all or none."""
         outcomes: list[Outcome] = []
         if not events:
@@ -294,31 +301,30 @@ class ConsumerRunner:
         ):
             if self.subscription.on_transaction_start is not None:
                 await self.subscription.on_transaction_start(connection)
-            streams = sorted({envelope.stream_id for envelope, _ in events})
+            streams = sorted({received.envelope.stream_id for received in events})
             versions: dict[str, int] = {
                 row["stream_id"]: row["last_version"]
                 for row in await connection.fetch(LOCK_CHECKPOINTS, self.consumer, streams)
             }
-            for envelope, event in events:
-                with _logged_as(envelope):
-                    outcomes.append(await self._apply_in(connection, envelope, event, versions))
+            for received in events:
+                with _logged_as(received.envelope):
+                    outcomes.append(await self._apply_in(connection, received, versions))
         return outcomes
 
     async def _apply_in(
-        self,
-        connection: DbConnection,
-        envelope: Envelope,
-        event: DomainEvent,
-        versions: dict[str, int],
+        self, connection: DbConnection, received: Received, versions: dict[str, int]
     ) -> Outcome:
         """One event checked against its stream's version (kept up to date in ``versions``)."""
+        envelope = received.envelope
         last_version = versions.get(envelope.stream_id, 0)
         if envelope.stream_version <= last_version:
             return Outcome.DUPLICATE
         if envelope.stream_version != last_version + 1:
             raise StreamGap(envelope.stream_id, last_version + 1, envelope.stream_version)
         if not SYSTEM_EVENTS.knows(envelope.type):
-            await self.subscription.handler(connection, envelope, event)
+            await self.subscription.handler(
+                connection, envelope, received.event, received.published
+            )
         moved = await connection.fetchval(
             CHECKPOINT,
             self.consumer,
@@ -389,6 +395,7 @@ __all__ = [
     "Delivery",
     "EventHandler",
     "Outcome",
+    "Received",
     "Subscription",
     "dead_letter_headers",
 ]

@@ -92,10 +92,14 @@ async def test_the_live_handler_refuses_an_event_holding_a_nul_and_writes_nothin
         async with connection.transaction():
             await hold_off_swaps(connection)
             with pytest.raises(UnstorableEvent):
-                await apply_to_live(connection, holding_nul, holding_nul.decode(REGISTRY))
+                await apply_to_live(
+                    connection, holding_nul, holding_nul.decode(REGISTRY), holding_nul.to_bytes()
+                )
         assert await connection.fetchval("SELECT count(*) FROM event_log") == 0
         async with connection.transaction():
             await hold_off_swaps(connection)
-            await apply_to_live(connection, scheduled, scheduled.decode(REGISTRY))
+            await apply_to_live(
+                connection, scheduled, scheduled.decode(REGISTRY), scheduled.to_bytes()
+            )
         assert await connection.fetchval("SELECT count(*) FROM event_log") == 1
         assert await connection.fetchval("SELECT count(*) FROM timeline") >= 1

@@ -76,7 +76,7 @@ class NotificationHandler:
         self.timezone = timezone
 
     async def __call__(
-        self, connection: DbConnection, envelope: Envelope, event: DomainEvent
+        self, connection: DbConnection, envelope: Envelope, event: DomainEvent, _published: bytes
     ) -> None:
         # Read before ``project`` moves the projection past the event; only when needed.
         facts = (

@@ -2,7 +2,7 @@
 
 The handler runs inside the shared consumer runner's transaction: it loads the one document
 the event changes, applies the pure ``project`` to it, saves it, and adds the event's
-timeline entries and its envelope to reporting's own copy of the log, all in the
+timeline entries and its envelope (as published) to reporting's own copy of the log, all in the
 transaction that also moves the runner's checkpoint.
 """
 
@@ -89,10 +89,16 @@ async def hold_off_swaps(connection: DbConnection) -> None:
     await connection.execute(SWAP_LOCK_SHARED)
 
 
-async def apply_to_live(connection: DbConnection, envelope: Envelope, event: DomainEvent) -> None:
+async def apply_to_live(
+    connection: DbConnection, envelope: Envelope, event: DomainEvent, published: bytes
+) -> None:
     """The reporting consumer's handler (see ``ipmg_shared.consumer.EventHandler``), in a
-    transaction that began with ``hold_off_swaps``."""
-    logged = envelope.model_dump_json()
+    transaction that began with ``hold_off_swaps``.
+
+    The log keeps the envelope as it was published, as a rebuild keeps it: the two copies hold
+    the same text, and none is rendered again (valid UTF-8 JSON: the envelope was read from it).
+    """
+    logged = published.decode()
     if holds_nul(envelope, logged):
         raise UnstorableEvent(NUL_HELD)
     key = document_key(event)

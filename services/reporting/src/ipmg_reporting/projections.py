@@ -33,7 +33,7 @@ from ipmg_shared.events import DomainEvent, EventDecodingError, EventRegistry, J
 
 # Bump whenever documents, timeline entries or projection.sql change: a service that finds
 # another version in its live copy rebuilds beside it and swaps (see rebuild.py).
-PROJECTION_VERSION = 3  # 2: the notifications log; 3: json columns instead of jsonb
+PROJECTION_VERSION = 4  # 2: the notifications log; 3: json columns; 4: envelopes as published
 CONSUMER = "reporting"
 
 # Every source reporting reads, and the events it understands from each. A new source needs

@@ -46,7 +46,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 from aiokafka import TopicPartition
@@ -607,9 +607,13 @@ class Fold:
                     f"SELECT envelope FROM {PARKED} ORDER BY stream_id, stream_version"
                 )
                 while rows := await parked.fetch(batch_size):
-                    decoded = [decode(row["envelope"]) for row in rows]
+                    decoded = [(decode(row["envelope"]), row["envelope"]) for row in rows]
                     await self._fold(
-                        [outcome for outcome in decoded if not isinstance(outcome, Skipped)],
+                        [
+                            Published(*outcome, text)
+                            for outcome, text in decoded
+                            if not isinstance(outcome, Skipped)
+                        ],
                         park_early=False,
                     )
                     await self._written()  # the cursor and the writes share the connection
@@ -617,21 +621,22 @@ class Fold:
         finally:
             await self._abandon_writing()
 
-    async def _fold(self, events: list[tuple[Envelope, DomainEvent]], *, park_early: bool) -> None:
-        keys = [key for _, event in events if (key := document_key(event)) is not None]
+    async def _fold(self, events: list[Published], *, park_early: bool) -> None:
+        keys = [key for _, event, _ in events if (key := document_key(event)) is not None]
         if self.documents.must_load(keys):
             await self._written()  # one statement at a time on the connection
         await self.documents.load(keys)
-        applied: list[tuple[Envelope, Change]] = []
-        early: list[Envelope] = []
+        applied: list[tuple[Published, Change]] = []
+        early: list[Published] = []
         streams = self.model.streams
-        for envelope, event in events:
+        for published in events:
+            envelope = published.envelope
             if park_early and envelope.stream_version > streams.get(envelope.stream_id, 0) + 1:
-                early.append(envelope)
+                early.append(published)
                 continue
-            change = self.model.apply(envelope, event)
+            change = self.model.apply(envelope, published.event)
             if not isinstance(change, Skipped):
-                applied.append((envelope, change))
+                applied.append((published, change))
         await self._written()
         self.documents.touched(keys)
         await self.documents.keep_bounded()
@@ -726,11 +731,21 @@ def _sort_key(key: DocumentKey) -> tuple[str, str]:
     return (key.kind, key.entity_id)
 
 
+class Published(NamedTuple):
+    """An event read for the fold, with its envelope's JSON as it was published: the log
+    keeps that text, as the live handler does, and nothing is rendered again."""
+
+    envelope: Envelope
+    event: DomainEvent
+    text: str
+
+
 def _decode_record(
     model: Model, record: Record, topic_sources: dict[str, str]
-) -> tuple[Envelope, DomainEvent] | Skipped:
+) -> Published | Skipped:
     """As the live runner would: the same decoding, source check and stream-order rules."""
-    decoded = decode(record.value or b"")
+    value = record.value or b""
+    decoded = decode(value)
     if isinstance(decoded, Skipped):
         model.skipped[decoded.reason] += 1
         return decoded
@@ -741,7 +756,7 @@ def _decode_record(
     ):
         model.skipped["forged_source"] += 1
         return Skipped("forged_source", f"{envelope.source} does not publish on {record.topic}")
-    return envelope, event
+    return Published(envelope, event, value.decode())  # UTF-8: the envelope was read from it
 
 
 class CopyWriter:
@@ -751,7 +766,7 @@ class CopyWriter:
         self.connection = connection
 
     async def insert_rows(
-        self, applied: list[tuple[Envelope, Change]], parked: list[Envelope]
+        self, applied: list[tuple[Published, Change]], parked: list[Published]
     ) -> None:
         await self.insert_log_and_timeline(applied)
         if parked:
@@ -759,10 +774,10 @@ class CopyWriter:
                 "parked_events",
                 schema_name=REBUILD,
                 columns=["stream_id", "stream_version", "envelope"],
-                records=[(e.stream_id, e.stream_version, e.model_dump_json()) for e in parked],
+                records=[(p.envelope.stream_id, p.envelope.stream_version, p.text) for p in parked],
             )
 
-    async def insert_log_and_timeline(self, applied: list[tuple[Envelope, Change]]) -> None:
+    async def insert_log_and_timeline(self, applied: list[tuple[Published, Change]]) -> None:
         if not applied:
             return
         await self.connection.copy_records_to_table(
@@ -770,8 +785,8 @@ class CopyWriter:
             schema_name=REBUILD,
             columns=["source", "position", "event_id", "recorded_at", "envelope"],
             records=[
-                (e.source, e.position, e.event_id, e.recorded_at, e.model_dump_json())
-                for e, _ in applied
+                (e.source, e.position, e.event_id, e.recorded_at, text)
+                for (e, _, text), _ in applied
             ],
         )
         await self.connection.copy_records_to_table(
@@ -779,8 +794,8 @@ class CopyWriter:
             schema_name=REBUILD,
             columns=["entity_id", "source", "position", "recorded_at", "is_primary", "entry"],
             records=[
-                (entity_id, envelope.source, envelope.position, envelope.recorded_at, own, entry)
-                for envelope, change in applied
+                (entity_id, e.source, e.position, e.recorded_at, own, entry)
+                for (e, _, _), change in applied
                 for entity_id, own, entry in change.timeline.rows()
             ],
         )

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from ipmg_shared.db import DbConnection
 
 
-async def record_meeting(connection: DbConnection, envelope: Envelope, event: DomainEvent) -> None:
+async def record_meeting(
+    connection: DbConnection, envelope: Envelope, event: DomainEvent, _published: bytes
+) -> None:
     match event:
         case MeetingScheduled():
             await connection.execute(
