@@ -182,7 +182,7 @@ async def rebuild_projection(
         streams_before = dict(model.streams)
         await fold.apply_parked(batch_size)
         await writer.upsert_streams(moved_streams(streams_before, model))
-        await create_indexes(connection, REBUILD, deferred_indexes)
+        await _create_indexes_side_by_side(settings, service, connection, deferred_indexes)
         log.info(
             "rebuild_folded",
             events=report.events_read,
@@ -547,6 +547,26 @@ async def _catch_up_and_swap(reader: TopicReader, fold: Fold, batch_size: int) -
         )
         await writer.connection.execute(f"DROP TABLE {PARKED}")
         await swap_in_rebuilt_copy(writer.connection)
+
+
+async def _create_indexes_side_by_side(
+    settings: Settings, service: str, connection: asyncpg.Connection, by_table: dict[str, list[str]]
+) -> None:
+    """Each table's keys and indexes on a connection of its own: while PostgreSQL sorts the
+    timeline's rows for its key, the log's are sorted on the other core. Should one fail, the
+    others are cancelled before the connections close, and its error is the rebuild's."""
+    others = [await _connect(settings, service) for _ in list(by_table)[1:]]
+    try:
+        async with asyncio.TaskGroup() as group:
+            for table_connection, statements in zip(
+                [connection, *others], by_table.values(), strict=True
+            ):
+                group.create_task(create_indexes(table_connection, REBUILD, statements))
+    except ExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    finally:
+        for other in others:
+            await other.close()
 
 
 def moved_streams(before: dict[str, int], model: Model) -> dict[str, int]:

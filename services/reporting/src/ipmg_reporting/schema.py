@@ -71,18 +71,22 @@ def reporting_migrations() -> list[Migration]:
 # The secondary indexes of projection.sql: a rebuild makes them after its bulk load, which
 # costs less than keeping them up to date row by row.
 SECONDARY_INDEX = re.compile(r"^CREATE INDEX [^;]*;", re.MULTILINE)
+INDEXED_TABLE = re.compile(r"^CREATE INDEX \w+ ON (\w+)")
 # Tables a rebuild fills by COPY alone until it catches up: their keys are built after the bulk
 # load as well (one sort, not a random insert into each index for every row). ``documents``
 # and ``consumer_streams`` keep theirs: a rebuild looks documents up and upserts checkpoints.
 BULK_LOADED = ("event_log", "timeline")
 
 
-async def create_copy(connection: DbConnection, schema: str, *, indexes: bool = True) -> list[str]:
+async def create_copy(
+    connection: DbConnection, schema: str, *, indexes: bool = True
+) -> dict[str, list[str]]:
     """A fresh, empty copy of the projection in ``schema`` (any leftover there is dropped).
 
     Without ``indexes``, the secondary indexes and the keys of the bulk-loaded tables are left
-    out, and the statements that make them are returned, for ``create_indexes`` after the
-    load. The keys' definitions are read back from the catalog, so they are projection.sql's.
+    out, and the statements that make them are returned by table, for ``create_indexes`` after
+    the load. The keys' definitions are read back from the catalog, so they are
+    projection.sql's.
     """
     ddl = projection_ddl()
     async with connection.transaction():
@@ -91,7 +95,7 @@ async def create_copy(connection: DbConnection, schema: str, *, indexes: bool = 
         await connection.execute("SELECT set_config('search_path', $1, true)", schema)
         if indexes:
             await connection.execute(ddl)
-            return []
+            return {}
         await connection.execute(SECONDARY_INDEX.sub("", ddl))
         keys = await connection.fetch(
             "SELECT c.relname AS table_name, k.conname, pg_get_constraintdef(k.oid) AS definition "
@@ -104,17 +108,21 @@ async def create_copy(connection: DbConnection, schema: str, *, indexes: bool = 
             await connection.execute(
                 f"ALTER TABLE {key['table_name']} DROP CONSTRAINT {key['conname']}"
             )
-    return [
-        *(
+    by_table: dict[str, list[str]] = {}
+    for key in keys:
+        by_table.setdefault(key["table_name"], []).append(
             f"ALTER TABLE {key['table_name']} ADD CONSTRAINT {key['conname']} {key['definition']}"
-            for key in keys
-        ),
-        *SECONDARY_INDEX.findall(ddl),
-    ]
+        )
+    for index in SECONDARY_INDEX.findall(ddl):
+        table = INDEXED_TABLE.match(index)
+        assert table is not None, f"an index of projection.sql names no table: {index}"
+        by_table.setdefault(table.group(1), []).append(index)
+    return by_table
 
 
 async def create_indexes(connection: DbConnection, schema: str, statements: list[str]) -> None:
-    """What ``create_copy`` left out, made on the loaded tables of ``schema``."""
+    """What ``create_copy`` left out of one table, made once the table of ``schema`` is loaded
+    (adding a key locks its table: one table's statements go one after another)."""
     async with connection.transaction():
         await connection.execute("SELECT set_config('search_path', $1, true)", schema)
         for statement in statements:
