@@ -46,7 +46,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import asyncpg
 from aiokafka import TopicPartition
@@ -78,8 +78,7 @@ from ipmg_reporting.schema import (
     swap_in_rebuilt_copy,
 )
 from ipmg_reporting.topic_reader import Record, TopicReader
-from ipmg_shared.envelope import Envelope
-from ipmg_shared.events import DomainEvent
+from ipmg_shared.consumer import Received
 from ipmg_shared.logging import get_logger
 from ipmg_shared.settings import Settings
 
@@ -630,7 +629,7 @@ class Fold:
                     decoded = [(decode(row["envelope"]), row["envelope"]) for row in rows]
                     await self._fold(
                         [
-                            Published(*outcome, text)
+                            Received(*outcome, text.encode())
                             for outcome, text in decoded
                             if not isinstance(outcome, Skipped)
                         ],
@@ -641,22 +640,22 @@ class Fold:
         finally:
             await self._abandon_writing()
 
-    async def _fold(self, events: list[Published], *, park_early: bool) -> None:
-        keys = [key for _, event, _ in events if (key := document_key(event)) is not None]
+    async def _fold(self, events: list[Received], *, park_early: bool) -> None:
+        keys = [key for item in events if (key := document_key(item.event)) is not None]
         if self.documents.must_load(keys):
             await self._written()  # one statement at a time on the connection
         await self.documents.load(keys)
-        applied: list[tuple[Published, Change]] = []
-        early: list[Published] = []
+        applied: list[tuple[Received, Change]] = []
+        early: list[Received] = []
         streams = self.model.streams
-        for published in events:
-            envelope = published.envelope
+        for received in events:
+            envelope = received.envelope
             if park_early and envelope.stream_version > streams.get(envelope.stream_id, 0) + 1:
-                early.append(published)
+                early.append(received)
                 continue
-            change = self.model.apply(envelope, published.event)
+            change = self.model.apply(envelope, received.event)
             if not isinstance(change, Skipped):
-                applied.append((published, change))
+                applied.append((received, change))
         await self._written()
         self.documents.touched(keys)
         await self.documents.keep_bounded()
@@ -751,18 +750,9 @@ def _sort_key(key: DocumentKey) -> tuple[str, str]:
     return (key.kind, key.entity_id)
 
 
-class Published(NamedTuple):
-    """An event read for the fold, with its envelope's JSON as it was published: the log
-    keeps that text, as the live handler does, and nothing is rendered again."""
-
-    envelope: Envelope
-    event: DomainEvent
-    text: str
-
-
 def _decode_record(
     model: Model, record: Record, topic_sources: dict[str, str]
-) -> Published | Skipped:
+) -> Received | Skipped:
     """As the live runner would: the same decoding, source check and stream-order rules."""
     value = record.value or b""
     decoded = decode(value)
@@ -776,7 +766,7 @@ def _decode_record(
     ):
         model.skipped["forged_source"] += 1
         return Skipped("forged_source", f"{envelope.source} does not publish on {record.topic}")
-    return Published(envelope, event, value.decode())  # UTF-8: the envelope was read from it
+    return Received(envelope, event, value)
 
 
 class CopyWriter:
@@ -786,7 +776,7 @@ class CopyWriter:
         self.connection = connection
 
     async def insert_rows(
-        self, applied: list[tuple[Published, Change]], parked: list[Published]
+        self, applied: list[tuple[Received, Change]], parked: list[Received]
     ) -> None:
         await self.insert_log_and_timeline(applied)
         if parked:
@@ -794,10 +784,15 @@ class CopyWriter:
                 "parked_events",
                 schema_name=REBUILD,
                 columns=["stream_id", "stream_version", "envelope"],
-                records=[(p.envelope.stream_id, p.envelope.stream_version, p.text) for p in parked],
+                records=[
+                    (r.envelope.stream_id, r.envelope.stream_version, r.published.decode())
+                    for r in parked
+                ],
             )
 
-    async def insert_log_and_timeline(self, applied: list[tuple[Published, Change]]) -> None:
+    async def insert_log_and_timeline(self, applied: list[tuple[Received, Change]]) -> None:
+        """The log keeps each envelope as it was published, as the live handler does: nothing
+        is rendered again (UTF-8 JSON: the envelope was read from it)."""
         if not applied:
             return
         await self.connection.copy_records_to_table(
@@ -805,8 +800,14 @@ class CopyWriter:
             schema_name=REBUILD,
             columns=["source", "position", "event_id", "recorded_at", "envelope"],
             records=[
-                (e.source, e.position, e.event_id, e.recorded_at, text)
-                for (e, _, text), _ in applied
+                (
+                    r.envelope.source,
+                    r.envelope.position,
+                    r.envelope.event_id,
+                    r.envelope.recorded_at,
+                    r.published.decode(),
+                )
+                for r, _ in applied
             ],
         )
         await self.connection.copy_records_to_table(
@@ -814,8 +815,15 @@ class CopyWriter:
             schema_name=REBUILD,
             columns=["entity_id", "source", "position", "recorded_at", "is_primary", "entry"],
             records=[
-                (entity_id, e.source, e.position, e.recorded_at, own, entry)
-                for (e, _, _), change in applied
+                (
+                    entity_id,
+                    r.envelope.source,
+                    r.envelope.position,
+                    r.envelope.recorded_at,
+                    own,
+                    entry,
+                )
+                for r, change in applied
                 for entity_id, own, entry in change.timeline.rows()
             ],
         )
