@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from faststream.kafka import KafkaBroker
 from ipmg_shared.consumer import ConsumerRunner, DeadLetter, Delivery, Outcome, Subscription
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.events import DomainEvent
+from ipmg_shared.relay import Relay
 from ipmg_shared.runtime import dead_letter_sink, make_broker, subscribe
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore
@@ -90,6 +92,8 @@ def subscribed_broker(
     pool: asyncpg.Pool,
     consumer: str,
     recorder: TransactionRecorder,
+    *,
+    gather_ms: int = 0,
 ) -> tuple[KafkaBroker, ConsumerRunner]:
     """A broker whose subscriber feeds the runner of consumer ``consumer``, as a service's."""
     subscription = Subscription(
@@ -97,6 +101,7 @@ def subscribed_broker(
         sources={service_name: REGISTRY},
         handler=recorder,
         topic_names=kafka.topics,
+        gather_ms=gather_ms,
     )
     broker = make_broker(kafka, f"test-{consumer}")
     runner = ConsumerRunner(subscription, pool, dead_letter_sink(broker, kafka.topics))
@@ -324,3 +329,41 @@ async def test_records_are_handled_on_the_event_loop_with_no_thread_per_message(
 
     assert await transactions_of(service_pool) == {"note-a": [1, 2, 3]}
     assert hops == 0
+
+
+@pytest.mark.usefixtures("effects")
+@pytest.mark.parametrize(("gather_ms", "fewest", "most"), [(0, 4, 5), (500, 1, 2)])
+async def test_a_gathering_consumer_applies_records_that_came_apart_together(
+    kafka: Settings,
+    service_name: str,
+    store: EventStore,
+    service_pool: asyncpg.Pool,
+    gather_ms: int,
+    fewest: int,
+    most: int,
+) -> None:
+    """Five events published 60 ms apart reach an eager consumer one by one; a consumer that
+    gathers for 500 ms (the broker holds its fetch) applies them together, each once."""
+    broker, _ = subscribed_broker(
+        kafka, service_name, service_pool, "gather", TransactionRecorder(), gather_ms=gather_ms
+    )
+    async with running_relay(kafka, service_name) as relay, broker:
+        await broker.start()
+        for version, text in enumerate(("a1", "a2", "a3", "a4", "a5")):
+            await store.append(
+                "note-a", version, notes(text), actor=SECRETARIAT, correlation_id=uuid4()
+            )
+            # Published before the next is appended: the relay does not send them together.
+            await wait_until(functools.partial(published_up_to, relay, version + 1), timeout=30)
+            await asyncio.sleep(0.06)
+        await wait_until(
+            lambda: service_pool.fetchval("SELECT count(*) = 5 FROM effects"), timeout=30
+        )
+
+    assert await transactions_of(service_pool) == {"note-a": [1, 2, 3, 4, 5]}
+    # Published within about 0.3 s: a fetch held for 500 ms takes them in one or two.
+    assert fewest <= await distinct_transactions(service_pool) <= most
+
+
+def published_up_to(relay: Relay, position: int) -> bool:
+    return relay.published_position == position

@@ -78,6 +78,12 @@ ORDER BY stream_id FOR UPDATE
 """
 
 
+# A ``gather_ms`` for consumers that no one watches event by event (mail being planned, a
+# meeting's status learnt by another service): under load, events a few milliseconds apart
+# are applied in one transaction after one wake-up, not one each; each waits up to this long.
+GATHER_MS_IN_THE_BACKGROUND = 50
+
+
 class EventHandler(Protocol):
     """``published``: the record's value, the envelope's JSON exactly as it was published (a
     handler that keeps a copy of the log keeps these bytes, with nothing rendered again)."""
@@ -153,6 +159,11 @@ class Subscription:
     # records; the handler then runs concurrently across topics (streams stay in order: a
     # stream is on one topic, and the checkpoint settles a redriven copy, see CHECKPOINT).
     consumer_per_topic: bool = False
+    # How long the broker may hold a fetch to gather records (0: answer with the first). A
+    # consumer whose readers can wait that long then applies the events of a busy moment in
+    # one transaction, and wakes once for them, where each came alone; a backlog still comes
+    # at once (``runtime.fetch_options``).
+    gather_ms: int = 0
     # Run first in each of the consumer's transactions, before its checkpoints are read: e.g.
     # a lock that the handler's tables need for the whole transaction.
     on_transaction_start: TransactionStart | None = None

@@ -9,7 +9,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 from aiokafka import TopicPartition
@@ -51,6 +51,13 @@ COMMIT_EVERY_S = 0.5
 # Records already fetched are applied together, in one transaction, up to this many: enough to
 # spread the commit's cost, few enough that the first of them is not held back for long.
 CONSUMER_BATCH_MAX = 50
+# A gathering consumer's fetch waits for this much or its ``gather_ms``, whichever comes first:
+# more than a busy moment brings, half of what one fetch of a backlog brings (aiokafka's
+# ``max_partition_fetch_bytes``, 1 MiB), so a backlog is answered at once.
+GATHER_MIN_BYTES = 512 * 1024
+# aiokafka's defaults, for consumers that take each record as soon as the broker has it.
+FETCH_MIN_BYTES = 1
+FETCH_MAX_WAIT_MS = 500
 
 
 @dataclass
@@ -152,8 +159,22 @@ def subscribe(
             # every start rebalances once per member, so each waits 1 s, not aiokafka's 3 s.
             heartbeat_interval_ms=1000,
             decoder=_whole_message,
+            **fetch_options(runner.subscription),
         )(_message_handler(runner, handled))
     return handled_offsets
+
+
+class FetchOptions(TypedDict):
+    fetch_min_bytes: int
+    fetch_max_wait_ms: int
+
+
+def fetch_options(subscription: Subscription) -> FetchOptions:
+    """Kafka's own batching: the broker answers a fetch once it has ``fetch_min_bytes`` for
+    it, or after ``fetch_max_wait_ms`` with what it has (nothing, on an idle topic)."""
+    if subscription.gather_ms <= 0:
+        return FetchOptions(fetch_min_bytes=FETCH_MIN_BYTES, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
+    return FetchOptions(fetch_min_bytes=GATHER_MIN_BYTES, fetch_max_wait_ms=subscription.gather_ms)
 
 
 def _message_handler(

@@ -28,7 +28,7 @@ from ipmg_notifications.handlers import NotificationHandler
 from ipmg_notifications.reminders import ReminderScheduler
 from ipmg_notifications.settings import NotificationSettings
 from ipmg_notifications.worker import DeliveryWorker
-from ipmg_shared.consumer import Subscription
+from ipmg_shared.consumer import GATHER_MS_IN_THE_BACKGROUND, Subscription
 from ipmg_shared.db import Migration, consumer_migrations, event_store_migrations, migrations_in
 from ipmg_shared.runtime import ServiceContext, ServiceDefinition
 
@@ -132,6 +132,7 @@ def build_service(
                 handler=parts_of(context).handler(),
                 topic_names=context.settings.topics,
                 max_attempts=context.settings.consumer_max_attempts,
+                gather_ms=GATHER_MS_IN_THE_BACKGROUND,
             )
         ]
 

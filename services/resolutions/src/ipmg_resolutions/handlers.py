@@ -8,7 +8,7 @@ from uuid import UUID
 from ipmg_contracts.meetings import REGISTRY as MEETING_EVENTS
 from ipmg_contracts.meetings import MeetingCancelled, MeetingHeld, MeetingScheduled
 from ipmg_resolutions.domain import HeldMeetingFacts, MeetingStatus
-from ipmg_shared.consumer import Subscription
+from ipmg_shared.consumer import GATHER_MS_IN_THE_BACKGROUND, Subscription
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.events import DomainEvent
 from ipmg_shared.runtime import ServiceContext
@@ -71,5 +71,6 @@ def subscriptions(context: ServiceContext) -> list[Subscription]:
             handler=record_meeting,
             topic_names=context.settings.topics,
             max_attempts=context.settings.consumer_max_attempts,
+            gather_ms=GATHER_MS_IN_THE_BACKGROUND,
         )
     ]
