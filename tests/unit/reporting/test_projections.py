@@ -309,33 +309,40 @@ def test_deliveries_fold_into_the_notifications_log_and_onto_timelines() -> None
 
 @given(
     entity_ids=st.lists(st.text(), min_size=1, max_size=4),
-    texts=st.lists(st.text(), min_size=9, max_size=9),
+    texts=st.lists(st.text(), min_size=7, max_size=7),
+    ids=st.lists(st.uuids(), min_size=2, max_size=2),
     numbers=st.lists(st.integers(0, 2**63 - 1), min_size=2, max_size=2),
 )
 def test_timeline_rows_are_the_text_the_entry_model_renders(
-    entity_ids: list[str], texts: list[str], numbers: list[int]
+    entity_ids: list[str], texts: list[str], ids: list[UUID], numbers: list[int]
 ) -> None:
-    """The stored rows are rendered by hand, once for an event's entries: the same text as
-    ``model_dump_json``, so rows written before and after the change compare alike."""
-    subject, unit, role, stream, event_id, type_, correlation, summary, instant = texts
-    timeline = Timeline(
-        tuple(entity_ids),
-        {
-            "source": "meetings",
-            "position": numbers[0],
-            "stream_id": stream,
-            "stream_version": numbers[1],
-            "event_id": event_id,
-            "type": type_,
-            "occurred_at": instant,
-            "recorded_at": instant,
-            "actor": {"subject": subject, "unit": unit, "role": role},
-            "correlation_id": correlation,
-            "summary": summary,
-        },
-    )
-    entries = timeline.entries()
+    """The stored rows are rendered once for an event's entries, with no entry built: the
+    same text as each entry's ``model_dump_json``, so rows written before and after compare
+    alike, and the entries read back from them are those entries."""
+    subject, unit, role, stream, type_, summary, instant = texts
+    event_id, correlation = ids
+    fields = {
+        "source": "meetings",
+        "position": numbers[0],
+        "stream_id": stream,
+        "stream_version": numbers[1],
+        "event_id": event_id,
+        "type": type_,
+        "occurred_at": instant,
+        "recorded_at": instant,
+        "actor": {"subject": subject, "unit": unit, "role": role},
+        "correlation_id": correlation,
+        "summary": summary,
+    }
+    timeline = Timeline(tuple(entity_ids), fields)
+    as_text = {**fields, "event_id": str(event_id), "correlation_id": str(correlation)}
+    expected = [
+        TimelineEntry(entity_id=entity, primary=index == 0, **as_text)
+        for index, entity in enumerate(entity_ids)
+    ]
     rows = timeline.rows()
-    assert [row[2] for row in rows] == [entry.model_dump_json() for entry in entries]
-    assert [(row[0], row[1]) for row in rows] == [(e.entity_id, e.primary) for e in entries]
+    entries = timeline.entries()
+    assert [row[2] for row in rows] == [entry.model_dump_json() for entry in expected]
+    assert [(row[0], row[1]) for row in rows] == [(e.entity_id, e.primary) for e in expected]
+    assert list(entries) == expected
     assert [e.primary for e in entries] == [True] + [False] * (len(entity_ids) - 1)
