@@ -20,6 +20,8 @@ from ipmg_shared.db import drop_prefixed_databases
 from ipmg_shared.settings import Settings
 
 RUN_ID = uuid.uuid4().hex[:8]
+# The tests run on the development defaults of every secret; so does every process they start.
+os.environ["IPMG_ENVIRONMENT"] = "development"
 
 
 @pytest.fixture(scope="session")

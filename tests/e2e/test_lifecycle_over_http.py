@@ -286,6 +286,8 @@ def forged_token(settings: Settings, kind: str) -> dict[str, str]:
         "iat": now,
         "exp": now + timedelta(hours=1),
         "iss": settings.jwt_issuer,
+        "aud": ["ipmg-meetings", "ipmg-resolutions"],
+        "jti": "forged",
     }
     secret = settings.jwt_secret.get_secret_value()
     if kind == "wrong-signature":

@@ -92,7 +92,7 @@ def test_no_secret_reaches_the_logs(migrated: Settings, tmp_path: Path) -> None:
     assert "service_started" in log
     secrets = [
         migrated.jwt_secret.get_secret_value(),
-        migrated.service_db_password.get_secret_value(),
+        migrated.meetings_db_password.get_secret_value(),
         migrated.admin_dsn().split("@")[0].rsplit(":", 1)[-1],  # the admin password
         *(headers["Authorization"].removeprefix("Bearer ") for headers in tokens),
         "forged.token.value",

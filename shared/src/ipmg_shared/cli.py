@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
@@ -16,10 +16,16 @@ import typer
 from rich.console import Console
 
 from ipmg_shared.actors import Role, Unit
-from ipmg_shared.auth import issue_token
+from ipmg_shared.auth import ALL_AUDIENCES, audience_of, mint_token
 from ipmg_shared.logging import configure_logging
 from ipmg_shared.runtime import ServiceDefinition
-from ipmg_shared.settings import get_settings
+from ipmg_shared.secrets import (
+    InsecureSecrets,
+    require_database_passwords,
+    require_service_secrets,
+    require_signing_key,
+)
+from ipmg_shared.settings import SERVICES, get_settings
 
 T = TypeVar("T")
 console = Console()
@@ -70,9 +76,11 @@ def migrate(
 ) -> None:
     """Create each service's database and role if missing, then apply new migrations."""
     settings = get_settings()
+    chosen = _chosen(service)
+    _require(require_database_passwords, settings, [definition.name for definition in chosen])
 
     async def go() -> None:
-        for definition in _chosen(service):
+        for definition in chosen:
             applied = await definition.migrate(settings)
             console.print(
                 f"{definition.name}: {len(applied)} migration(s) applied"
@@ -187,13 +195,62 @@ def token_issue(
     subject: Annotated[str, typer.Option(help="Who: e.g. an email address")],
     unit: Annotated[Unit, typer.Option(help="The member unit the person acts for")],
     role: Annotated[Role, typer.Option(help="secretariat, focal_person, auditor or service")],
-    ttl_hours: Annotated[float, typer.Option(min=0.01, max=24 * 366)] = 8.0,
+    ttl_hours: Annotated[float, typer.Option(min=0.01, help="At most the servers' cap")] = 8.0,
+    audience: Annotated[
+        list[str] | None,
+        typer.Option(help="A service the token is for (repeatable); default: all four"),
+    ] = None,
 ) -> None:
-    """Print a signed bearer token carrying subject, unit and role."""
-    token = issue_token(
-        get_settings(), subject=subject, unit=unit, role=role, ttl=timedelta(hours=ttl_hours)
+    """Print a signed bearer token carrying subject, unit and role; its id goes to stderr."""
+    settings = get_settings()
+    _require(require_signing_key, settings)
+    if ttl_hours > settings.token_max_lifetime_hours:
+        raise CliError(
+            f"--ttl-hours {ttl_hours:g} exceeds IPMG_TOKEN_MAX_LIFETIME_HOURS"
+            f" ({settings.token_max_lifetime_hours:g}): the servers would refuse the token"
+        )
+    unknown = sorted(set(audience or ()) - set(SERVICES))
+    if unknown:
+        raise CliError(f"unknown audience(s): {', '.join(unknown)}; known: {', '.join(SERVICES)}")
+    audiences = [audience_of(name) for name in audience] if audience else list(ALL_AUDIENCES)
+    issued = mint_token(
+        settings,
+        subject=subject,
+        unit=unit,
+        role=role,
+        ttl=timedelta(hours=ttl_hours),
+        audiences=audiences,
     )
-    typer.echo(token)
+    typer.echo(issued.token)
+    typer.echo(
+        f"jti {issued.jti} · expires {issued.expires_at.isoformat(timespec='seconds')}"
+        f" · for {', '.join(issued.audiences)}",
+        err=True,
+    )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    jti: Annotated[str, typer.Argument(help="The token's id (its jti claim)")],
+    reason: Annotated[str, typer.Option(help="Why, kept beside the id")] = "",
+) -> None:
+    """Refuse a token everywhere: its id goes into every service's database, and each service
+    refuses it within IPMG_TOKEN_REVOCATION_REFRESH_S seconds."""
+    from ipmg_shared.token_cli import revoke_everywhere
+
+    if not jti.strip() or len(jti) > 200:
+        raise CliError("a token id (jti) of 1 to 200 characters is required")
+    settings = get_settings()
+    revoked = run_async(revoke_everywhere(settings, list(service_definitions()), jti, reason))
+    console.print(f"token {jti} revoked in: {', '.join(revoked)}")
+
+
+def _require(check: Callable[..., None], *arguments: Any) -> None:
+    """A secrets check whose refusal is the CLI's one line."""
+    try:
+        check(*arguments)
+    except InsecureSecrets as error:
+        raise CliError(str(error)) from error
 
 
 def _service_app(definition: ServiceDefinition) -> typer.Typer:
@@ -210,6 +267,8 @@ def _service_app(definition: ServiceDefinition) -> typer.Typer:
         from ipmg_shared.runtime import ServiceRuntime
 
         settings = get_settings()
+        extra = definition.secret_problems(settings) if definition.secret_problems else []
+        _require(require_service_secrets, settings, definition.name, extra)
         configure_logging(settings.log_level, settings.log_json)
         runtime = ServiceRuntime(definition, settings)
         uvicorn.run(
@@ -218,6 +277,9 @@ def _service_app(definition: ServiceDefinition) -> typer.Typer:
             port=port or settings.http_port(definition.name),
             log_level="warning",
             timeout_graceful_shutdown=20,
+            # X-Forwarded-For/-Proto are believed from these addresses only (a TLS proxy).
+            proxy_headers=True,
+            forwarded_allow_ips=settings.trusted_proxies,
             # asyncio's own loop, not uvloop: on uvloop, a consumer group's member sometimes never
             # rejoined after the broker was killed and restarted (8 runs of 40 of the fault test;
             # 0 of 4 on asyncio): uvloop raises RuntimeError on a write to a closed transport,

@@ -39,6 +39,7 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 MIGRATION_LOCK_KEY = 0x1A11_0001  # one migration run at a time per database
 PROVISION_LOCK_KEY = 0x1A11_0002
 SCHEMA_MIGRATIONS = "schema_migrations"
+REVOKED_TOKENS = "revoked_tokens"  # every service database has it; its role only reads it
 
 
 def _encode_json(value: Any) -> str:
@@ -132,11 +133,15 @@ def consumer_migrations() -> list[Migration]:
     return migrations_in("ipmg_shared", "shared", ["0002_consumer_checkpoints.sql"])
 
 
+def revocation_migrations() -> list[Migration]:
+    return migrations_in("ipmg_shared", "shared", ["0004_revoked_tokens.sql"])
+
+
 async def provision_service_database(settings: Settings, service: str) -> None:
     """Create the service's role and database if missing; only that role may connect to it."""
     role = settings.service_role(service)
     database = settings.service_database(service)
-    password = settings.service_db_password.get_secret_value()
+    password = settings.service_db_password(service).get_secret_value()
     admin = await connect(settings.admin_dsn(), settings)
     try:
         await admin.execute("SELECT pg_advisory_lock($1)", PROVISION_LOCK_KEY)
@@ -207,7 +212,7 @@ async def apply_migrations(
             row["name"]: row["checksum"]
             for row in await connection.fetch(f"SELECT name, checksum FROM {SCHEMA_MIGRATIONS}")
         }
-        for migration in migrations:
+        for migration in [*migrations, *revocation_migrations()]:
             if migration.name in applied:
                 if applied[migration.name] != migration.checksum:
                     raise MigrationChanged(f"migration {migration.name} was changed after it ran")
@@ -243,12 +248,13 @@ async def _grant_least_privilege(
         await connection.execute(
             await _quoted(connection, "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %I", role)
         )
-        for table in [SCHEMA_MIGRATIONS, *append_only_tables]:
+        for table in [SCHEMA_MIGRATIONS, REVOKED_TOKENS, *append_only_tables]:
             await connection.execute(
                 await _quoted(
                     connection, "REVOKE UPDATE, DELETE, TRUNCATE ON TABLE %I FROM %I", table, role
                 )
             )
-        await connection.execute(
-            await _quoted(connection, f"REVOKE INSERT ON TABLE {SCHEMA_MIGRATIONS} FROM %I", role)
-        )
+        for table in (SCHEMA_MIGRATIONS, REVOKED_TOKENS):
+            await connection.execute(
+                await _quoted(connection, f"REVOKE INSERT ON TABLE {table} FROM %I", role)
+            )

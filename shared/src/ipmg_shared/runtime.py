@@ -84,6 +84,8 @@ class ServiceDefinition:
     subscriptions: Callable[[ServiceContext], Sequence[Subscription]] = lambda _: ()
     cli: Any = None  # a typer.Typer with the service's own sub-commands
     on_start: Callable[[ServiceContext], Any] | None = None  # extra background work
+    # Its own secrets' problems (ipmg_shared.secrets); refused at start outside development.
+    secret_problems: Callable[[Settings], list[str]] | None = None
     # Extra asyncpg.create_pool options, e.g. {"server_settings": {"search_path": "live,public"}}.
     pool_options: Mapping[str, Any] = field(default_factory=dict)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,8 +43,19 @@ class TopicNames:
         return f"{self.prefix}{consumer}"
 
 
+def secrets_dir_from_environment() -> str | None:
+    """``IPMG_SECRETS_DIR``: a folder of secret files, one per setting (``ipmg_jwt_secret``)."""
+    return os.environ.get("IPMG_SECRETS_DIR") or None
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IPMG_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="IPMG_", extra="ignore", secrets_dir=secrets_dir_from_environment()
+    )
+
+    # Only "development" lets a process run on the public development defaults of its secrets
+    # (ipmg_shared.secrets); `make up`, the local scripts and the tests set it, compose never.
+    environment: Literal["development", "production"] = "production"
 
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092",
@@ -56,9 +68,27 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("IPMG_DATABASE_URL", "DATABASE_URL"),
     )
     database_prefix: str = "ipmg_"
-    service_db_password: SecretStr = SecretStr("ipmg-local-only")
+    # One password per service role: a service holding its own cannot log in as another.
+    meetings_db_password: SecretStr = SecretStr("ipmg-local-only-meetings")
+    resolutions_db_password: SecretStr = SecretStr("ipmg-local-only-resolutions")
+    notifications_db_password: SecretStr = SecretStr("ipmg-local-only-notifications")
+    reporting_db_password: SecretStr = SecretStr("ipmg-local-only-reporting")
     jwt_secret: SecretStr = SecretStr("ipmg-local-development-signing-key-change-me")
     jwt_issuer: str = "ipmg-liaison"
+    # Servers refuse a token whose exp - iat exceeds this, whoever signed it.
+    token_max_lifetime_hours: float = Field(default=720.0, gt=0)
+    # How often a service re-reads the revoked token ids, and how long it may go on with an
+    # old list while its database does not answer (then it answers 503).
+    token_revocation_refresh_s: float = Field(default=5.0, gt=0)
+    token_revocation_max_stale_s: float = Field(default=60.0, gt=0)
+    # An identity provider's tokens (RS256/ES256), verified against its JWKS, beside HS256.
+    jwks_url: str = ""
+    jwks_issuer: str = ""
+    jwks_algorithms: tuple[str, ...] = ("RS256", "ES256")
+    # Addresses whose X-Forwarded-For/-Proto are believed (a TLS proxy); "*" trusts everyone.
+    trusted_proxies: str = "127.0.0.1"
+    # The dashboard's cookie is Secure unless this says otherwise (plain-http test rigs).
+    dashboard_cookie_secure: bool = True
     topic_prefix: str = "ipmg."
     topic_partitions: int = 1
     topic_replication_factor: int = 1
@@ -96,6 +126,18 @@ class Settings(BaseSettings):
     def service_role(self, service: str) -> str:
         return f"{self.database_prefix}{service}"
 
+    def service_db_password(self, service: str) -> SecretStr:
+        if service not in SERVICES:  # a test's or a benchmark's own database
+            if not self.development:
+                raise ValueError(f"unknown service {service!r}")
+            return SecretStr(f"ipmg-local-only-{service}")
+        password: SecretStr = getattr(self, f"{service}_db_password")
+        return password
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
     def admin_dsn(self, database: str | None = None) -> str:
         url = self.database_url.get_secret_value()
         return _with_database(url, database) if database else url
@@ -106,7 +148,7 @@ class Settings(BaseSettings):
         host = parts.hostname or "127.0.0.1"
         port = f":{parts.port}" if parts.port else ""
         user = quote(self.service_role(service), safe="")
-        password = quote(self.service_db_password.get_secret_value(), safe="")
+        password = quote(self.service_db_password(service).get_secret_value(), safe="")
         netloc = f"{user}:{password}@{host}{port}"
         return urlunsplit((parts.scheme, netloc, "/" + self.service_database(service), "", ""))
 

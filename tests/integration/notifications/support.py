@@ -405,7 +405,7 @@ def fast_settings(smtp: SmtpServer, directory: Path, **overrides: Any) -> Notifi
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp.port,
         "smtp_timeout_s": 5.0,
-        "webhook_secret": WEBHOOK_SECRET,
+        "webhook_keys": dict.fromkeys(Unit, WEBHOOK_SECRET),
         "webhook_timeout_s": 5.0,
         "max_attempts": 3,
         "retry_base_s": 0.05,

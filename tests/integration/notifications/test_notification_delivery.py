@@ -12,7 +12,7 @@ import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -235,10 +235,11 @@ async def test_a_realistic_history_reaches_the_expected_recipients_once(world: W
         assert "&lt;its own&gt; budget &amp; staff" in request_mail.html
         assert request_mail.message["Message-ID"].endswith("@notifications.ipmg-liaison>")
 
-        # Webhooks carry an HMAC-SHA256 signature of the exact body.
+        # Webhooks carry an HMAC-SHA256 signature of the timestamp and the exact body.
         for post in world.webhooks.posts:
+            sent_at = datetime.fromisoformat(post.document()["sent_at"]).timestamp()
             assert signature_is_valid(
-                WEBHOOK_SECRET.encode(), post.body, post.headers["x-ipmg-signature"]
+                WEBHOOK_SECRET.encode(), post.body, post.headers["x-ipmg-signature"], sent_at
             )
             assert post.document()["unit"] == post.path.rsplit("/", 1)[1]
 

@@ -16,9 +16,11 @@ from ipmg_notifications.channels import (
     DeliveryError,
     OutgoingMessage,
     SmtpSender,
+    WebhookRejected,
     WebhookSender,
     signature,
     signature_is_valid,
+    verify_webhook,
 )
 from ipmg_notifications.settings import NotificationSettings
 from ipmg_shared.actors import Unit
@@ -26,7 +28,7 @@ from ipmg_shared.actors import Unit
 NOW = datetime(2016, 1, 16, 9, 30, tzinfo=UTC)
 SETTINGS = NotificationSettings(
     smtp_sender="IPMG Secretariat <ipmg.secretariat@example.org>",
-    webhook_secret="shared-secret",
+    webhook_keys={Unit.PUNJAB: "punjab-own-key", Unit.SINDH: "sindh-own-key"},
 )
 MESSAGE = OutgoingMessage(
     delivery_id=UUID("6f1c0f7e-0000-5000-8000-000000000001"),
@@ -69,16 +71,30 @@ def test_an_email_has_text_and_html_and_carries_its_delivery_id() -> None:
     assert "Punjab's position" in plain.get_content()
 
 
-def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
-    # The published HMAC-SHA256 test vector (key "key").
+def test_the_signature_is_hmac_sha256_of_the_timestamp_and_the_exact_body() -> None:
+    # A vector from `openssl dgst -sha256 -hmac key` over "1452936600." + the fox.
     fox = b"The quick brown fox jumps over the lazy dog"
-    assert signature(b"key", fox) == (
-        "sha256=f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+    assert signature(b"key", fox, 1_452_936_600) == (
+        "t=1452936600,v1=03c2e319f09ac4030e6ef6218555655e4a3205d6aedcb59f23b93194aaa8de54"
     )
     body = b'{"kind":"invitation"}'
-    assert signature_is_valid(b"k", body, signature(b"k", body))
-    assert not signature_is_valid(b"k", body + b" ", signature(b"k", body))
-    assert not signature_is_valid(b"other", body, signature(b"k", body))
+    sent = signature(b"k", body, 1_452_936_600)
+    assert signature_is_valid(b"k", body, sent, now=1_452_936_600 + 10)
+    assert not signature_is_valid(b"k", body + b" ", sent, now=1_452_936_600)
+    assert not signature_is_valid(b"other", body, sent, now=1_452_936_600)
+    assert not signature_is_valid(b"k", body, "sha256=" + "0" * 64, now=1_452_936_600)
+
+
+def test_a_replayed_webhook_with_an_old_timestamp_is_refused_by_the_receiver() -> None:
+    body = b'{"kind":"invitation"}'
+    sent = signature(b"k", body, 1_452_936_600)
+    assert verify_webhook(b"k", body, sent, now=1_452_936_600 + 299) == 1_452_936_600
+    with pytest.raises(WebhookRejected, match="301s off"):
+        verify_webhook(b"k", body, sent, now=1_452_936_600 + 301)
+    # Moving the timestamp forward breaks the signature: the time is part of what is signed.
+    moved = sent.replace("t=1452936600", "t=1452936900")
+    with pytest.raises(WebhookRejected, match="does not match"):
+        verify_webhook(b"k", body, moved, now=1_452_936_900)
 
 
 async def test_a_webhook_posts_signed_json_to_the_units_address() -> None:
@@ -93,7 +109,11 @@ async def test_a_webhook_posts_signed_json_to_the_units_address() -> None:
     (request,) = received
     assert str(request.url) == HOOK.address
     assert request.headers[DELIVERY_HEADER] == str(HOOK.delivery_id)
-    assert signature_is_valid(b"shared-secret", request.content, request.headers[SIGNATURE_HEADER])
+    header = request.headers[SIGNATURE_HEADER]
+    assert header.startswith(f"t={int(NOW.timestamp())},v1=")
+    assert signature_is_valid(b"punjab-own-key", request.content, header, NOW.timestamp())
+    # Each unit has its own key: Sindh's cannot have made (or check) Punjab's messages.
+    assert not signature_is_valid(b"sindh-own-key", request.content, header, NOW.timestamp())
     document = json.loads(request.content)
     assert document["kind"] == "feedback_reminder"
     assert document["unit"] == "punjab"

@@ -79,7 +79,9 @@ class SmtpSender:
 
     async def send(self, message: OutgoingMessage, now: datetime) -> None:
         settings = self.settings
+        # An empty password (an empty secret file) means no login.
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+        password = password or None
         try:
             await aiosmtplib.send(
                 self.compose(message, now),
@@ -95,13 +97,41 @@ class SmtpSender:
             raise DeliveryError(f"SMTP {type(error).__name__}: {error}"[:1000]) from error
 
 
-def signature(secret: bytes, body: bytes) -> str:
-    """The ``X-IPMG-Signature`` value: HMAC-SHA256 of the exact body bytes."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+def signature(key: bytes, body: bytes, timestamp: int) -> str:
+    """The ``X-IPMG-Signature`` value: ``t=<unix seconds>,v1=<hex HMAC-SHA256>``, the HMAC
+    taken over ``b"<t>." + body`` with the receiving unit's own key."""
+    signed = f"{timestamp}.".encode() + body
+    return f"t={timestamp},v1=" + hmac.new(key, signed, hashlib.sha256).hexdigest()
 
 
-def signature_is_valid(secret: bytes, body: bytes, header: str) -> bool:
-    return hmac.compare_digest(signature(secret, body), header)
+class WebhookRejected(Exception):
+    """A received webhook whose signature is malformed, wrong, or too old (a replay)."""
+
+
+def verify_webhook(
+    key: bytes, body: bytes, header: str, now: float, tolerance_s: float = 300
+) -> int:
+    """What a receiver checks; returns the signed timestamp or raises ``WebhookRejected``."""
+    fields = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    try:
+        timestamp = int(fields["t"])
+    except (KeyError, ValueError) as error:
+        raise WebhookRejected("the signature has no timestamp") from error
+    if not hmac.compare_digest(signature(key, body, timestamp), header.strip()):
+        raise WebhookRejected("the signature does not match the body and timestamp")
+    if abs(now - timestamp) > tolerance_s:
+        raise WebhookRejected(f"the signature's timestamp is {now - timestamp:.0f}s off")
+    return timestamp
+
+
+def signature_is_valid(
+    key: bytes, body: bytes, header: str, now: float, tolerance_s: float = 300
+) -> bool:
+    try:
+        verify_webhook(key, body, header, now, tolerance_s)
+    except WebhookRejected:
+        return False
+    return True
 
 
 def webhook_body(message: OutgoingMessage, now: datetime) -> bytes:
@@ -122,7 +152,7 @@ class WebhookSender:
     """POSTs the message as JSON; any answer but 2xx is a failure."""
 
     def __init__(self, settings: NotificationSettings, client: httpx.AsyncClient) -> None:
-        self._secret = settings.webhook_secret.get_secret_value().encode()
+        self._settings = settings
         self._timeout_s = settings.webhook_timeout_s
         self._client = client
 
@@ -130,7 +160,9 @@ class WebhookSender:
         body = webhook_body(message, now)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(self._secret, body),
+            SIGNATURE_HEADER: signature(
+                self._settings.webhook_key(message.unit), body, int(now.timestamp())
+            ),
             DELIVERY_HEADER: str(message.delivery_id),
         }
         try:

@@ -26,11 +26,12 @@ from ipmg_notifications.directory import Directory, load_directory
 from ipmg_notifications.domain import ReminderPolicy, RetryPolicy
 from ipmg_notifications.handlers import NotificationHandler
 from ipmg_notifications.reminders import ReminderScheduler
-from ipmg_notifications.settings import NotificationSettings
+from ipmg_notifications.settings import NotificationSettings, webhook_key_problems
 from ipmg_notifications.worker import DeliveryWorker
 from ipmg_shared.consumer import GATHER_MS_IN_THE_BACKGROUND, Subscription
 from ipmg_shared.db import Migration, consumer_migrations, event_store_migrations, migrations_in
 from ipmg_shared.runtime import ServiceContext, ServiceDefinition
+from ipmg_shared.settings import Settings
 
 NAME = "notifications"
 CONSUMER = "notifications"
@@ -139,6 +140,10 @@ def build_service(
     async def on_start(context: ServiceContext) -> None:
         await parts_of(context).run(context)
 
+    def secret_problems(_: Settings) -> list[str]:
+        chosen = settings or NotificationSettings()
+        return webhook_key_problems(chosen, load_directory(chosen.directory_path))
+
     return ServiceDefinition(
         name=NAME,
         migrations=migrations,
@@ -148,6 +153,7 @@ def build_service(
         subscriptions=subscriptions,
         cli=cli,
         on_start=on_start,
+        secret_problems=secret_problems,
     )
 
 

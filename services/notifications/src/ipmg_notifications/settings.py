@@ -7,15 +7,32 @@ its retries.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ipmg_shared.actors import Unit
+from ipmg_shared.secrets import keyed_problems
+from ipmg_shared.settings import secrets_dir_from_environment
+
+if TYPE_CHECKING:
+    from ipmg_notifications.directory import Directory
+
+
+def development_webhook_key(unit: str) -> str:
+    """The public key a unit's webhooks are signed with in development, and only there."""
+    return f"ipmg-local-webhook-key-{unit}-change-me"
+
 
 class NotificationSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="IPMG_NOTIFICATIONS_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="IPMG_NOTIFICATIONS_",
+        extra="ignore",
+        secrets_dir=secrets_dir_from_environment(),
+    )
 
     # None: the versioned directory shipped in the package (directory.json).
     directory_path: Path | None = None
@@ -29,7 +46,11 @@ class NotificationSettings(BaseSettings):
     smtp_start_tls: bool | None = None  # None: upgrade when the server offers STARTTLS
     smtp_timeout_s: float = Field(default=15.0, gt=0)
 
-    webhook_secret: SecretStr = SecretStr("ipmg-local-webhook-signing-key-change-me")
+    # One HMAC key per receiving unit (JSON: {"punjab": "..."}), so a unit that knows its own
+    # key cannot forge another unit's messages. A unit without one: the development key.
+    webhook_keys: dict[Unit, SecretStr] = Field(default_factory=dict)
+    # Receivers refuse a signature whose timestamp is older than this (docs/security.md).
+    webhook_tolerance_s: int = Field(default=300, ge=1)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 
     # Retries of one delivery: exponential backoff with jitter, bounded in count and delay.
@@ -50,6 +71,11 @@ class NotificationSettings(BaseSettings):
     # The calendar reminders and digests follow (the secretariat works in Pakistan time).
     timezone: str = "Asia/Karachi"
 
+    def webhook_key(self, unit: Unit) -> bytes:
+        key = self.webhook_keys.get(unit)
+        text = key.get_secret_value() if key is not None else development_webhook_key(unit.value)
+        return text.encode()
+
     @model_validator(mode="after")
     def _bounded_backoff(self) -> Self:
         if self.retry_max_s < self.retry_base_s:
@@ -57,3 +83,14 @@ class NotificationSettings(BaseSettings):
         if self.lease_s <= max(self.smtp_timeout_s, self.webhook_timeout_s):
             raise ValueError("lease_s must be longer than a channel's timeout")
         return self
+
+
+def webhook_key_problems(settings: NotificationSettings, directory: Directory) -> list[str]:
+    """Each unit the directory sends webhooks to needs its own key outside development."""
+    receiving: Iterable[str] = [
+        entry.unit.value for entry in directory.units if entry.webhook_url is not None
+    ]
+    keys = {unit.value: key for unit, key in settings.webhook_keys.items()}
+    return keyed_problems(
+        "IPMG_NOTIFICATIONS_WEBHOOK_KEYS", keys, receiving, development_webhook_key
+    )

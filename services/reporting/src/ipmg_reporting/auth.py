@@ -1,7 +1,7 @@
 """Who may read pages a browser opens: a bearer token, or the dashboard's cookie holding one.
 
-The cookie is set when the dashboard is opened with ``?token=`` (then the token leaves the
-address at once); it is HttpOnly and SameSite=Strict, and only ever lets its holder read.
+The cookie is set by the sign-in form (``POST /sign-in``); it is HttpOnly, SameSite=Strict,
+Secure, lives as long as its token, and only ever lets its holder read.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 
 from ipmg_shared.actors import Actor
-from ipmg_shared.auth import AuthenticationFailed, actor_from_token
-from ipmg_shared.settings import Settings
+from ipmg_shared.auth import AuthenticationFailed, token_verifier
 
 TOKEN_COOKIE = "ipmg_token"  # noqa: S105 (a cookie name, not a secret)
 
@@ -29,7 +28,7 @@ def browser_token(
     return cookie or None
 
 
-def browser_actor(
+async def browser_actor(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     cookie: Annotated[str | None, Depends(cookie_scheme)],
@@ -37,8 +36,7 @@ def browser_actor(
     token = browser_token(credentials, cookie)
     if token is None:
         raise AuthenticationFailed("a bearer token (or the dashboard's cookie) is required")
-    settings: Settings = request.app.state.settings
-    return actor_from_token(settings, token)
+    return await token_verifier(request.app).actor(token)
 
 
 BrowserActor = Annotated[Actor, Depends(browser_actor)]

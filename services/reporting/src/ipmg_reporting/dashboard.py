@@ -1,8 +1,8 @@
 """The dashboard at ``/``: tracker, unit scorecards with a chart per quarter, overdue actions
 and a timeline, server-rendered; a few lines of JavaScript filter it by unit.
 
-Opened as ``/?token=…`` it keeps the token in an HttpOnly cookie and drops it from the
-address; without a valid token it asks for one (401) and shows nothing else.
+Without a valid token it shows the sign-in form (401) and nothing else; signing in keeps the
+token in an HttpOnly cookie (``ipmg_reporting.signin``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from ipmg_reporting.api import projection_reader
@@ -36,8 +36,7 @@ from ipmg_reporting.reports import (
     tracker,
 )
 from ipmg_shared.actors import Actor, Unit
-from ipmg_shared.auth import AuthenticationFailed, actor_from_token
-from ipmg_shared.settings import Settings
+from ipmg_shared.auth import AuthenticationFailed, token_verifier
 
 CHARTED_QUARTERS = 8
 TIMELINE_LENGTH = 40
@@ -74,15 +73,19 @@ async def dashboard(
     unit: Annotated[str | None, Query(max_length=40)] = None,
     entity: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    settings: Settings = request.app.state.settings
-    if token:
-        return _keep_token_in_cookie(request, settings, token)
+    if token:  # an address is kept in logs and history: a token is posted, never put there
+        return render(
+            "login.html",
+            status=400,
+            message="a token in the address is refused: paste it into the form below",
+            ask_token=True,
+        )
     credentials: HTTPAuthorizationCredentials | None = await bearer_scheme(request)
     found = browser_token(credentials, request.cookies.get(TOKEN_COOKIE))
     if found is None:
         return render("login.html", status=401, message=None, ask_token=True)
     try:
-        actor = actor_from_token(settings, found)
+        actor = await token_verifier(request.app).actor(found)
     except AuthenticationFailed as error:
         return render("login.html", status=401, message=error.reason, ask_token=True)
     instant = _parse_as_of(as_of)
@@ -131,25 +134,6 @@ async def dashboard(
         timeline=tuple(timeline),
     )
     return render("dashboard.html", view=view, query=_query_keeper(as_of, chosen, unit))
-
-
-def _keep_token_in_cookie(request: Request, settings: Settings, token: str) -> Response:
-    try:
-        actor_from_token(settings, token)
-    except AuthenticationFailed as error:
-        return render("login.html", status=401, message=error.reason, ask_token=True)
-    kept = [(name, value) for name, value in request.query_params.multi_items() if name != "token"]
-    target = "/" + (f"?{urlencode(kept)}" if kept else "")
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        TOKEN_COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
-    return response
 
 
 def _parse_as_of(text: str | None) -> datetime | str | None:

@@ -18,8 +18,9 @@ from ipmg_shared.runtime import ServiceContext, ServiceDefinition
 def routers() -> Sequence[APIRouter]:
     from ipmg_reporting.api import router as reports
     from ipmg_reporting.dashboard import router as dashboard
+    from ipmg_reporting.signin import router as signin
 
-    return [reports, dashboard]
+    return [reports, dashboard, signin]
 
 
 def subscriptions(context: ServiceContext) -> Sequence[Subscription]:
