@@ -6,6 +6,9 @@ SHELL := /bin/bash
 # uv from PyPI when missing; `python3 -m uv` works even where the scripts folder is not on PATH.
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 LOCAL := deploy/local
+# Everything `make` starts is a development system, on the public development secrets;
+# outside this mode (the compose file never sets it) the services refuse those secrets.
+export IPMG_ENVIRONMENT ?= development
 
 .PHONY: help
 help:

@@ -12,6 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SERVICES=(meetings resolutions notifications reporting)
 declare -A PORTS=([meetings]=8001 [resolutions]=8002 [notifications]=8003 [reporting]=8004)
 RUN_DIR="$IPMG_STATE_DIR/run"
+# Local processes run on the public development secrets; outside this mode they refuse to.
+export IPMG_ENVIRONMENT="${IPMG_ENVIRONMENT:-development}"
 IPMG_BIN="$IPMG_REPO_ROOT/.venv/bin/ipmg"
 READY_TIMEOUT="${IPMG_READY_TIMEOUT:-90}"
 

@@ -77,8 +77,10 @@ async def test_the_dashboard_loads_draws_its_charts_and_filters_by_unit(
                 )
                 await page.goto(f"{reporting.url}/")  # the sign-in form posts the token
                 await page.fill("#sign-in input[name=token]", token)
-                await page.click("#sign-in button[type=submit]")
-                await page.wait_for_url(f"{reporting.url}/")
+                async with page.expect_navigation():
+                    await page.click("#sign-in button[type=submit]")
+                assert page.url == f"{reporting.url}/", await page.content()
+                assert await page.locator("#sign-out").count() == 1, await page.content()
                 assert problems == [f"401 {reporting.url}/"]  # the sign-in page, before it
                 problems.clear()
                 rows = page.locator("#tracker tbody tr.resolution")

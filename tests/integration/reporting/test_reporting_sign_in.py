@@ -41,7 +41,12 @@ async def test_sign_in_is_a_post_from_the_dashboards_origin_into_a_secure_cookie
         assert "set-cookie" not in in_address.headers
         assert 'method="post" action="/sign-in"' in in_address.text
 
-        for headers in ({}, {"Origin": "https://elsewhere.example.org"}):
+        for headers in (
+            {},
+            {"Origin": "https://elsewhere.example.org"},
+            {"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+            {"Origin": "https://elsewhere.example.org", "Sec-Fetch-Site": "same-origin"},
+        ):
             refused = await client.post("/sign-in", data={"token": focal}, headers=headers)
             assert refused.status_code == 403
             assert "set-cookie" not in refused.headers
@@ -50,6 +55,9 @@ async def test_sign_in_is_a_post_from_the_dashboards_origin_into_a_secure_cookie
         assert bad.status_code == 401
         assert "set-cookie" not in bad.headers
 
+        # A browser's form on a no-referrer page: Origin null, and where it came from.
+        from_page = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+        assert (await client.post("/sign-in", data={"token": focal}, headers=from_page)).is_redirect
         signed_in = await client.post("/sign-in", data={"token": focal}, headers=ORIGIN)
         assert signed_in.status_code == 303
         cookie = signed_in.headers["set-cookie"]

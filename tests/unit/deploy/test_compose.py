@@ -416,6 +416,23 @@ def test_signing_keys_are_read_only_where_services_run() -> None:
 
 
 SECRET_WORDS = re.compile(r"PASSWORD|SECRET|TOKEN|PRIVATE|CREDENTIAL")
+NOT_SECRETS = {"IPMG_SECRETS_DIR", "IPMG_TOKEN_MAX_LIFETIME_HOURS"}  # a folder; a number
+
+
+def secret_sources(service: Json) -> set[str]:
+    """The declared secrets a container is granted (short or long syntax)."""
+    return set(mounted_secrets(service).values())
+
+
+def mounted_secrets(service: Json) -> dict[str, str]:
+    """File name under /run/secrets -> the declared secret it is."""
+    mounted = {}
+    for grant in service.get("secrets", ()):
+        if isinstance(grant, str):
+            mounted[grant] = grant
+        else:
+            mounted[grant.get("target", grant["source"])] = grant["source"]
+    return mounted
 
 
 def test_secrets_are_files_never_values() -> None:
@@ -424,14 +441,14 @@ def test_secrets_are_files_never_values() -> None:
     for name, secret in declared.items():
         assert set(secret) == {"file"}, f"secret {name} must come from a file"
     for name, service in services(compose).items():
-        granted = set(service.get("secrets", ()))
+        granted = secret_sources(service)
         assert granted <= set(declared), name
         for key, value in environment_of(service).items():
             if key.endswith("_FILE"):
                 secret = value.removeprefix("/run/secrets/")
                 assert value.startswith("/run/secrets/"), (name, key)
                 assert secret in granted, (name, key)
-            elif SECRET_WORDS.search(key):
+            elif SECRET_WORDS.search(key) and key not in NOT_SECRETS:
                 pytest.fail(f"{name}: {key} carries a secret as a value; use {key}_FILE")
         if "DATABASE_URL" in environment_of(service):
             url = urlsplit(environment_of(service)["DATABASE_URL"])
@@ -439,9 +456,51 @@ def test_secrets_are_files_never_values() -> None:
     holders = {
         name
         for name, service in services(compose).items()
-        if "postgres_password" in service.get("secrets", ())
+        if "postgres_password" in secret_sources(service)
     }
     assert holders == {"postgres", "migrate", "ops"}, "the admin password reaches too far"
+
+
+def setting_files() -> set[str]:
+    """The secret file names the `ipmg` settings read from IPMG_SECRETS_DIR."""
+    from ipmg_notifications.settings import NotificationSettings
+
+    names = set()
+    for model in (Settings, NotificationSettings):
+        prefix = str(model.model_config.get("env_prefix", ""))
+        names |= {f"{prefix}{field}".lower() for field in model.model_fields}
+    return names
+
+
+def test_ipmg_containers_read_their_secrets_as_files_and_are_never_in_development() -> None:
+    compose = rendered(example_env())
+    assert "IPMG_ENVIRONMENT" not in parse_env_file(ENV_EXAMPLE.read_text(), commented=True)
+    for name, service in services(compose).items():
+        assert "IPMG_ENVIRONMENT" not in environment_of(service), name
+        if not uses_project_image(service):
+            continue
+        env = environment_of(service)
+        assert env["IPMG_SECRETS_DIR"] == "/run/secrets", name
+        assert not [key for key in env if key.startswith("IPMG_") and key.endswith("_FILE")]
+        for file in mounted_secrets(service):
+            if file.startswith("ipmg_"):
+                assert file in setting_files(), f"{name}: no setting reads {file}"
+
+
+def test_each_service_holds_its_own_database_password_and_no_other() -> None:
+    compose = rendered({})
+    for name in SERVICES:
+        mounted = mounted_secrets(services(compose)[name])
+        passwords = {file for file in mounted if file.endswith("_db_password")}
+        assert passwords == {f"ipmg_{name}_db_password"}, name
+        assert "ipmg_jwt_secret" in mounted
+        webhook = "ipmg_notifications_webhook_keys"
+        assert (webhook in mounted) == (name == "notifications"), name
+    for admin in ("migrate", "ops"):
+        mounted = mounted_secrets(services(compose)[admin])
+        assert {f"ipmg_{name}_db_password" for name in SERVICES} <= set(mounted)
+    declared = set(compose["secrets"])
+    assert "service_db_password" not in declared, "no password shared by every service"
 
 
 # --- Kafka: authentication and ACLs ---------------------------------------------------------
@@ -456,7 +515,7 @@ def kafka_brokers(compose: Json) -> dict[str, Json]:
 
 
 def kafka_secrets(service: Json) -> set[str]:
-    return {s for s in service.get("secrets", ()) if s.startswith("kafka_")}
+    return {s for s in secret_sources(service) if s.startswith("kafka_")}
 
 
 @pytest.mark.parametrize("name", ["defaults", "three brokers"])
@@ -506,7 +565,8 @@ def test_each_service_is_its_own_kafka_principal_with_its_own_secret() -> None:
         assert env["IPMG_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
         assert env["IPMG_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
         assert env["IPMG_KAFKA_SASL_USERNAME"] == service_principal(name)
-        assert env["IPMG_KAFKA_SASL_PASSWORD_FILE"] == f"/run/secrets/kafka_{name}_password"
+        mounted = mounted_secrets(service)
+        assert mounted["ipmg_kafka_sasl_password"] == f"kafka_{name}_password"
         assert kafka_secrets(service) == {f"kafka_{name}_password"}, "one principal per service"
 
 
@@ -515,13 +575,14 @@ def test_the_kafka_admin_password_reaches_only_the_brokers_and_the_admin_jobs() 
     holders = {
         name
         for name, service in services(compose).items()
-        if "kafka_admin_password" in service.get("secrets", ())
+        if "kafka_admin_password" in secret_sources(service)
     }
     assert holders == {"kafka", "kafka-2", "kafka-3", "migrate", "ops"}
     for name in ("migrate", "ops"):
         env = environment_of(services(compose)[name])
         assert env["IPMG_KAFKA_SASL_USERNAME"] == ADMIN_PRINCIPAL
-        assert env["IPMG_KAFKA_SASL_PASSWORD_FILE"] == "/run/secrets/kafka_admin_password"
+        mounted = mounted_secrets(services(compose)[name])
+        assert mounted["ipmg_kafka_sasl_password"] == "kafka_admin_password"
 
 
 def test_the_migrate_job_sets_every_user_of_the_acl_model() -> None:
@@ -597,15 +658,13 @@ def test_every_ipmg_container_starts_through_the_loader() -> None:
             assert service["command"][0] in ("ipmg", "sh"), name
 
 
-def test_the_loader_reads_secret_files_and_runs_the_command(tmp_path: Path) -> None:
+def test_the_loader_reads_the_admin_password_file_and_runs_the_command(tmp_path: Path) -> None:
     (tmp_path / "jwt").write_text("jwt value with spaces\n")
     (tmp_path / "admin").write_text("admin-pw")
-    (tmp_path / "smtp").write_text("")
     result = run_loader(
         {
             "IPMG_JWT_SECRET_FILE": str(tmp_path / "jwt"),
             "PGPASSWORD_FILE": str(tmp_path / "admin"),
-            "IPMG_NOTIFICATIONS_SMTP_PASSWORD_FILE": str(tmp_path / "smtp"),
             "IPMG_NOTIFICATIONS_SMTP_USERNAME": "",
             "IPMG_LOG_LEVEL": "INFO",
             "OTHER_FILE": str(tmp_path / "absent"),
@@ -621,21 +680,21 @@ def test_the_loader_reads_secret_files_and_runs_the_command(tmp_path: Path) -> N
     arguments, _, listing = result.stdout.partition("|two|")
     assert arguments == "one arg"
     env = dict(line.split("=", 1) for line in listing.splitlines() if "=" in line)
-    assert env["IPMG_JWT_SECRET"] == "jwt value with spaces"
     assert env["PGPASSWORD"] == "admin-pw"
+    assert "PGPASSWORD_FILE" not in env
     assert env["IPMG_LOG_LEVEL"] == "INFO"
-    # Empty means unset: the service's own default applies (no SMTP login, no username).
-    assert "IPMG_NOTIFICATIONS_SMTP_PASSWORD" not in env
+    # Empty means unset: the service's own default applies (no SMTP username).
     assert "IPMG_NOTIFICATIONS_SMTP_USERNAME" not in env
-    assert not [name for name in env if name.startswith("IPMG_") and name.endswith("_FILE")]
-    assert env["OTHER_FILE"] == str(tmp_path / "absent"), "only IPMG_* and PGPASSWORD files"
+    # The services' secrets stay files, read by the settings, never put in the environment.
+    assert "IPMG_JWT_SECRET" not in env
+    assert env["OTHER_FILE"] == str(tmp_path / "absent"), "only the PGPASSWORD file"
 
 
 def test_the_loader_refuses_a_missing_secret(tmp_path: Path) -> None:
-    result = run_loader({"IPMG_JWT_SECRET_FILE": str(tmp_path / "absent")}, "sh", "-c", "echo ran")
+    result = run_loader({"PGPASSWORD_FILE": str(tmp_path / "absent")}, "sh", "-c", "echo ran")
     assert result.returncode != 0
     assert "ran" not in result.stdout
-    assert "cannot read IPMG_JWT_SECRET" in result.stderr
+    assert "cannot read PGPASSWORD" in result.stderr
 
 
 class _Readiness(BaseHTTPRequestHandler):

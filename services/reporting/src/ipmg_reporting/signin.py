@@ -1,8 +1,8 @@
 """Signing in to the dashboard and out again.
 
 A token is pasted into a form that POSTs it (a token in an address would land in proxy logs
-and the browser's history). Both forms check ``Origin`` against the dashboard's own origin,
-so another site cannot sign a browser in or out. The cookie is HttpOnly, SameSite=Strict,
+and the browser's history). Both forms check that they were posted from the dashboard's own
+origin, so another site cannot sign a browser in or out. The cookie is HttpOnly, SameSite=Strict,
 Secure unless configured otherwise, and expires with its token.
 """
 
@@ -24,9 +24,15 @@ router = APIRouter(include_in_schema=False)
 
 
 def same_origin(request: Request) -> bool:
-    """The form was posted from a page of this dashboard (scheme as the trusted proxy says)."""
-    own = f"{request.url.scheme}://{request.url.netloc}"
-    return request.headers.get("origin") == own
+    """The form was posted from a page of this dashboard (scheme as the trusted proxy says).
+
+    The pages' ``Referrer-Policy: no-referrer`` makes a browser send ``Origin: null``; then
+    its ``Sec-Fetch-Site``, which no page's script can set, says where the form was.
+    """
+    origin = request.headers.get("origin")
+    if origin in (None, "null"):
+        return request.headers.get("sec-fetch-site") == "same-origin"
+    return origin == f"{request.url.scheme}://{request.url.netloc}"
 
 
 def _refused(status: int, message: str) -> Response:
