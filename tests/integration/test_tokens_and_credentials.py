@@ -16,6 +16,7 @@ from ipmg_shared.db import create_pool
 from ipmg_shared.revocation import RevocationList
 from ipmg_shared.settings import SERVICES, Settings
 from ipmg_shared.token_cli import revoke_everywhere
+from tests.support.processes import IPMG, service_env
 
 pytestmark = pytest.mark.infra
 
@@ -77,3 +78,39 @@ async def test_a_service_role_cannot_unrevoke_nor_log_in_as_another(migrated: Se
     impostor = migrated.model_copy(update={"meetings_db_password": migrated.reporting_db_password})
     with pytest.raises(asyncpg.InvalidPasswordError):
         await asyncpg.connect(impostor.service_dsn("meetings"))
+
+
+async def run_ipmg(settings: Settings, *arguments: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(IPMG),
+        *arguments,
+        env=service_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_ipmg_token_revoke_writes_the_id_into_every_services_database(
+    migrated: Settings,
+) -> None:
+    jti = str(uuid4())
+    code, out, err = await run_ipmg(migrated, "token", "revoke", jti, "--reason", "device stolen")
+    assert code == 0, err
+    assert f"token {jti} revoked in: meetings, notifications, reporting, resolutions" in (
+        " ".join(out.split())
+    )
+    for service in SERVICES:
+        admin = await asyncpg.connect(migrated.admin_dsn(migrated.service_database(service)))
+        try:
+            reason = await admin.fetchval(
+                "SELECT reason FROM revoked_tokens WHERE jti = $1 AND expires_at > now()", jti
+            )
+        finally:
+            await admin.close()
+        assert reason == "device stolen", service
+    code, _, err = await run_ipmg(migrated, "token", "revoke", " ")
+    assert code == 1
+    assert err.strip() == "ipmg: error: a token id (jti) of 1 to 200 characters is required"

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from ipmg_shared import auth
 from ipmg_shared.actors import Role, Unit
 from ipmg_shared.auth import AuthenticationFailed, TokenVerifier, audience_of, issue_token
-from ipmg_shared.settings import Settings
+from ipmg_shared.settings import SERVICES, Settings
 
 SETTINGS = Settings(jwt_secret=SecretStr("a-test-signing-key-of-enough-length-0123"))
 IDP_ISSUER = "https://sign-in.ncsw.example.org"
@@ -71,10 +71,13 @@ async def test_an_expired_token_is_refused_the_first_time_too() -> None:
         await verifier().actor(token)
 
 
-async def test_a_token_over_the_lifetime_cap_is_refused_though_signed_with_the_right_key() -> None:
+@pytest.mark.parametrize("service", SERVICES)
+async def test_a_token_over_the_lifetime_cap_is_refused_though_signed_with_the_right_key(
+    service: str,
+) -> None:
     century = focal_token(ttl=timedelta(days=365 * 100))
     with pytest.raises(AuthenticationFailed, match="lifetime exceeds the maximum of 720 hours"):
-        await verifier().actor(century)
+        await verifier(service=service).actor(century)
     assert (await verifier().actor(focal_token(ttl=timedelta(hours=720)))).unit is Unit.PUNJAB
     stricter = SETTINGS.model_copy(update={"token_max_lifetime_hours": 8.0})
     with pytest.raises(AuthenticationFailed, match="maximum of 8 hours"):

@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import jwt
 import pytest
 from pydantic import SecretStr
 
@@ -130,3 +131,45 @@ def test_migrate_and_token_issue_refuse_default_secrets_too() -> None:
     assert issue.returncode == 1
     assert "IPMG_JWT_SECRET is the development default" in issue.stderr
     assert issue.stdout == ""
+
+
+def test_notifications_refuses_to_start_without_a_key_for_a_unit_with_a_webhook(
+    tmp_path: Path,
+) -> None:
+    entries = json.loads(load_directory().model_dump_json())
+    for entry in entries["units"]:
+        if entry["unit"] == "sindh":
+            entry["webhook_url"] = "https://hooks.sindh.example.org/ipmg"
+    (tmp_path / "directory.json").write_text(json.dumps(entries))
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "ipmg_jwt_secret").write_text(STRONG)
+    (secrets / "ipmg_notifications_db_password").write_text(STRONG)
+    done = run_ipmg(
+        "notifications",
+        "run",
+        "--port",
+        "1",
+        IPMG_SECRETS_DIR=str(secrets),
+        IPMG_NOTIFICATIONS_DIRECTORY_PATH=str(tmp_path / "directory.json"),
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        "IPMG_NOTIFICATIONS_WEBHOOK_KEYS[sindh] is empty or not set"
+    )
+
+
+def test_token_issue_prints_only_the_token_on_stdout_and_keeps_to_the_cap() -> None:
+    development = {"IPMG_ENVIRONMENT": "development"}
+    base = ["token", "issue", "--subject", "a@ncsw.gov.pk", "--unit", "ncsw", "--role", "auditor"]
+    issued = run_ipmg(*base, "--audience", "reporting", **development)
+    assert issued.returncode == 0, issued.stderr
+    claims = jwt.decode(issued.stdout.strip(), options={"verify_signature": False})
+    assert claims["aud"] == ["ipmg-reporting"]
+    assert issued.stderr.startswith(f"jti {claims['jti']} ")
+    too_long = run_ipmg(*base, "--ttl-hours", "721", **development)
+    assert too_long.returncode == 1
+    assert "exceeds IPMG_TOKEN_MAX_LIFETIME_HOURS (720)" in too_long.stderr
+    unknown = run_ipmg(*base, "--audience", "payroll", **development)
+    assert unknown.returncode == 1
+    assert "unknown audience(s): payroll" in unknown.stderr
