@@ -52,15 +52,20 @@ def require(settings: Settings, problems: Iterable[str]) -> None:
         )
 
 
-def service_secret_names(service: str) -> list[str]:
-    """The shared settings' secrets a running service uses: the token key, its own password."""
-    return ["jwt_secret", f"{service}_db_password"]
+def service_secret_names(settings: Settings, service: str) -> list[str]:
+    """The shared settings' secrets a running service uses: the token key, its own database
+    password, and its Kafka password when the broker asks for one."""
+    names = ["jwt_secret", f"{service}_db_password"]
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        names.append("kafka_sasl_password")
+    return names
 
 
 def require_service_secrets(
     settings: Settings, service: str, extra_problems: Iterable[str] = ()
 ) -> None:
-    require(settings, [*field_problems(settings, service_secret_names(service)), *extra_problems])
+    names = service_secret_names(settings, service)
+    require(settings, [*field_problems(settings, names), *extra_problems])
 
 
 def require_database_passwords(settings: Settings, services: Iterable[str]) -> None:

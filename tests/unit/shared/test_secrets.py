@@ -52,6 +52,14 @@ def test_an_empty_or_short_secret_is_refused(value: str, problem: str) -> None:
     )
 
 
+def test_a_kafka_password_is_required_when_the_broker_asks_for_one() -> None:
+    strong = {"jwt_secret": SecretStr(STRONG), "meetings_db_password": SecretStr(STRONG)}
+    require_service_secrets(production(**strong), "meetings")  # PLAINTEXT: no password
+    sasl = production(**strong).model_copy(update={"kafka_security_protocol": "SASL_SSL"})
+    with pytest.raises(InsecureSecrets, match="IPMG_KAFKA_SASL_PASSWORD is empty or not set"):
+        require_service_secrets(sasl, "meetings")
+
+
 def test_each_service_has_its_own_database_password() -> None:
     settings = Settings()
     passwords = {settings.service_db_password(name).get_secret_value() for name in SERVICES}
