@@ -5,6 +5,7 @@ an identity provider's JWKS."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -229,3 +230,17 @@ async def test_without_a_jwks_asymmetric_tokens_are_refused(
     token = jwt.encode(idp_claims(), jwks.rsa, algorithm="RS256", headers={"kid": "r1"})
     with pytest.raises(AuthenticationFailed, match="'RS256' are not accepted"):
         await verifier().actor(token)
+
+
+async def test_an_unreachable_identity_provider_is_unavailability_not_a_bad_token(
+    identity_provider: tuple[Jwks, str],
+) -> None:
+    jwks, _ = identity_provider
+    with socket.socket() as closed:  # a loopback port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/jwks.json"
+    settings = SETTINGS.model_copy(update={"jwks_url": url, "jwks_issuer": IDP_ISSUER})
+    token = jwt.encode(idp_claims(), jwks.rsa, algorithm="RS256", headers={"kid": "r1"})
+    with pytest.raises(ConnectionError, match="identity provider's keys are unreachable"):
+        await verifier(settings).actor(token)
