@@ -298,6 +298,10 @@ def forged_token(settings: Settings, kind: str) -> dict[str, str]:
         del claims["unit"]
     elif kind == "unknown-role":
         claims["role"] = "minister"
+    elif kind == "another-audience":
+        claims["aud"] = ["ipmg-reporting"]
+    elif kind == "over-the-lifetime-cap":
+        claims["exp"] = now + timedelta(days=365 * 100)
     elif kind == "none":
         return {}
     elif kind == "garbage":
@@ -306,7 +310,17 @@ def forged_token(settings: Settings, kind: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize(
-    "kind", ["none", "garbage", "wrong-signature", "expired", "missing-unit", "unknown-role"]
+    "kind",
+    [
+        "none",
+        "garbage",
+        "wrong-signature",
+        "expired",
+        "missing-unit",
+        "unknown-role",
+        "another-audience",
+        "over-the-lifetime-cap",
+    ],
 )
 async def test_commands_need_a_valid_token_and_append_nothing_without_one(
     write_services: dict[str, ServiceProcess], migrated: Settings, kind: str
