@@ -52,7 +52,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             "Invalid request",
             f"{first['field']}: {first['message']}",
             errors=errors,
-            rule=_named_rule(error.errors()),
+            **_named_rule(error.errors()),
         )
 
     @app.exception_handler(ValidationError)
@@ -67,7 +67,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             "Invalid request",
             f"{errors[0]['field']}: {errors[0]['message']}",
             errors=errors,
-            rule=_named_rule(error.errors(include_url=False)),
+            **_named_rule(error.errors(include_url=False)),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -124,12 +124,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem(500, "Internal error", "the request failed; it was logged")
 
 
-def _named_rule(errors: Sequence[Any]) -> str | None:
-    """The first error's rule id, when a project rule (``date.in_future``...) refused it."""
+def _named_rule(errors: Sequence[Any]) -> dict[str, Any]:
+    """``rule``: the first error's rule id, when a project rule (``date.in_future``...) broke."""
     for item in errors:
         if "." in str(item.get("type", "")):
-            return str(item["type"])
-    return None
+            return {"rule": str(item["type"])}
+    return {}
 
 
 async def _unavailable(request: Request, error: Exception) -> JSONResponse:
