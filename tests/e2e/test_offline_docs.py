@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from playwright.async_api import Route, async_playwright
 
 from ipmg_shared.settings import Settings
+from tests.e2e.reporting.test_reporting_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.processes import ServiceProcess, running_service
 
 pytestmark = pytest.mark.infra
@@ -68,3 +70,40 @@ def test_the_dashboard_keeps_its_policy(read_services: dict[str, ServiceProcess]
     page = httpx.get(f"{read_services['reporting'].url}/")
     assert page.status_code == 401
     assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+
+
+async def test_swagger_ui_renders_with_no_other_host_reachable(
+    write_services: dict[str, ServiceProcess],
+) -> None:
+    url = write_services["meetings"].url
+    assert CHROMIUM.exists(), "Chromium is missing: run `bash deploy/local/browser.sh`"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        try:
+            page = await browser.new_page()
+            elsewhere: list[str] = []
+            problems: list[str] = []  # script errors and refusals by the page's policy
+
+            async def only_this_service(route: Route) -> None:
+                if route.request.url.startswith(url):
+                    await route.continue_()
+                else:
+                    elsewhere.append(route.request.url)
+                    await route.abort()
+
+            await page.route("**/*", only_this_service)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on(
+                "console",
+                lambda message: problems.append(message.text) if message.type == "error" else None,
+            )
+            await page.goto(f"{url}/docs")
+            operations = page.locator(".opblock")
+            await operations.first.wait_for(timeout=20_000)
+            assert await operations.count() >= 6
+            assert elsewhere == []
+            assert problems == []
+        finally:
+            await browser.close()
