@@ -1,6 +1,6 @@
-"""Extreme and malformed values against every GET route of reporting (JSON, CSV, HTML and the
-dashboard) and every command route of the write services: a client never causes a 5xx, and
-an implausible date, instant or quarter is refused with a problem naming its rule."""
+"""Extreme and malformed values against every GET route of every service (reporting's JSON,
+CSV, HTML and dashboard included) and every command route of the write services: a client
+never causes a 5xx, and an implausible date, instant or quarter is refused naming its rule."""
 
 from __future__ import annotations
 
@@ -69,17 +69,29 @@ def reporting(migrated: Settings, tmp_path_factory: pytest.TempPathFactory) -> I
         yield service.url
 
 
+@pytest.fixture(scope="module")
+def notifications(migrated: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    logs = tmp_path_factory.mktemp("notifications-logs")
+    with running_service("notifications", migrated, logs) as service:
+        service.wait_ready()
+        yield service.url
+
+
 def get_routes(client: httpx.Client, url: str) -> list[tuple[str, list[dict[str, Any]]]]:
     document = client.get(f"{url}/openapi.json").json()
-    routes = [
+    return [
         (path, operation.get("parameters", []))
         for path, item in document["paths"].items()
         for method, operation in item.items()
         if method == "get"
     ]
-    # The dashboard is left out of the API document.
-    dashboard = [{"name": name, "in": "query"} for name in ("as_of", "quarter", "unit", "entity")]
-    return [*routes, ("/", dashboard)]
+
+
+# The dashboard is left out of reporting's API document.
+DASHBOARD = (
+    "/",
+    [{"name": name, "in": "query"} for name in ("as_of", "quarter", "unit", "entity")],
+)
 
 
 def probes(path: str, parameters: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, str]]]:
@@ -97,21 +109,36 @@ def probes(path: str, parameters: list[dict[str, Any]]) -> Iterator[tuple[str, d
             yield filled("2016-Q1"), {name: value}
 
 
+def sweep(client: httpx.Client, url: str, routes: list[Any]) -> tuple[int, list[Any]]:
+    """Every probe of every route: how many were sent, and those answered 5xx."""
+    sent, failures = 0, []
+    for path, parameters in routes:
+        for target, params in probes(path, parameters):
+            response = client.get(f"{url}{target}", params=params)
+            sent += 1
+            if response.status_code >= 500:
+                failures.append((target, params, response.status_code))
+    return sent, failures
+
+
 def test_no_reporting_route_answers_5xx(reporting: str, migrated: Settings) -> None:
-    headers = secretariat(migrated)
-    with httpx.Client(timeout=30, headers=headers) as client:
-        routes = get_routes(client, reporting)
+    with httpx.Client(timeout=30, headers=secretariat(migrated)) as client:
+        routes = [*get_routes(client, reporting), DASHBOARD]
         assert any(path.endswith(".csv") for path, _ in routes)
-        sent = 0
-        failures = []
-        for path, parameters in routes:
-            for target, params in probes(path, parameters):
-                response = client.get(f"{reporting}{target}", params=params)
-                sent += 1
-                if response.status_code >= 500 and response.status_code != 503:
-                    failures.append((target, params, response.status_code))
-        assert sent > 300
-        assert failures == []
+        sent, failures = sweep(client, reporting, routes)
+    assert sent > 300
+    assert failures == []
+
+
+def test_no_get_route_of_another_service_answers_5xx(
+    write_services: dict[str, ServiceProcess], notifications: str, migrated: Settings
+) -> None:
+    urls = [notifications, *(service.url for service in write_services.values())]
+    with httpx.Client(timeout=30, headers=secretariat(migrated)) as client:
+        for url in urls:
+            sent, failures = sweep(client, url, get_routes(client, url))
+            assert sent > 20, url
+            assert failures == [], url
 
 
 @pytest.mark.parametrize(
