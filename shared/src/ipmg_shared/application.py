@@ -3,11 +3,16 @@
 A command runs against the state folded from its stream's past events; the pure ``decide``
 returns new events or refuses; the events are appended with the version that was read, so a
 concurrent writer makes the append fail instead of overwriting. Without an explicit expected
-version (no ``If-Match``) such a conflict is retried against the fresh state.
+version (no ``If-Match``) such a conflict is retried against the fresh state: commands on one
+stream take turns within a process, and a conflict with another process is retried with a
+short random pause until it succeeds or a deadline passes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +24,12 @@ from ipmg_shared.domain import NotFound
 from ipmg_shared.events import DomainEvent
 from ipmg_shared.metrics import EVENTS_APPENDED
 from ipmg_shared.store import AppendResult, CommandId, EventStore, NewEvent, WrongExpectedVersion
+from ipmg_shared.stream_turns import StreamTurns
 
 State = TypeVar("State")
-CONFLICT_RETRIES = 5
+CONFLICT_RETRY_DEADLINE_S = 10.0
+CONFLICT_PAUSE_S = (0.001, 0.05)
+_turns = StreamTurns()
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,21 @@ async def execute(
 ) -> AppendResult:
     """Decide ``command`` against the aggregate's current state and append what it decided."""
     stream_id = aggregate.stream_id(aggregate_id)
-    for attempt in range(CONFLICT_RETRIES):
+    async with _turns.turn(f"{store.source}/{stream_id}"):
+        return await _execute(store, aggregate, stream_id, command, context, now)
+
+
+async def _execute(
+    store: EventStore,
+    aggregate: AggregateType[State],
+    stream_id: str,
+    command: Any,
+    context: CommandContext,
+    now: Callable[[], datetime],
+) -> AppendResult:
+    deadline = time.monotonic() + CONFLICT_RETRY_DEADLINE_S
+    attempt = 0
+    while True:
         if attempt == 0 and context.command_id is not None:
             # A retried command gets its first result, whatever the stream has become since.
             loaded = await store.load_for_command(
@@ -86,7 +108,7 @@ async def execute(
                 return loaded
             state, version = loaded
         else:
-            state, version = await load(store, aggregate, aggregate_id)
+            state, version = await store.load(stream_id, aggregate.initial(), aggregate.evolve)
         if context.expected_version is not None and context.expected_version != version:
             raise WrongExpectedVersion(stream_id, context.expected_version, version)
         events = aggregate.decide(command, state)
@@ -101,10 +123,11 @@ async def execute(
                 command=context.command_id,
             )
         except WrongExpectedVersion:
-            if context.expected_version is not None or attempt == CONFLICT_RETRIES - 1:
+            if context.expected_version is not None or time.monotonic() > deadline:
                 raise
+            attempt += 1
+            await asyncio.sleep(random.uniform(*CONFLICT_PAUSE_S))
             continue
         if not result.replayed:
             EVENTS_APPENDED.labels(store.source).inc(len(events))
         return result
-    raise AssertionError("unreachable: the last attempt returns or raises")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -51,6 +52,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             "Invalid request",
             f"{first['field']}: {first['message']}",
             errors=errors,
+            **_named_rule(error.errors()),
         )
 
     @app.exception_handler(ValidationError)
@@ -61,7 +63,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             for item in error.errors(include_url=False)
         ]
         return problem(
-            422, "Invalid request", f"{errors[0]['field']}: {errors[0]['message']}", errors=errors
+            422,
+            "Invalid request",
+            f"{errors[0]['field']}: {errors[0]['message']}",
+            errors=errors,
+            **_named_rule(error.errors(include_url=False)),
         )
 
     @app.exception_handler(StarletteHTTPException)
@@ -78,7 +84,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(CommandRefused)
     async def _refused(request: Request, error: CommandRefused) -> JSONResponse:
-        titles = {403: "Forbidden", 404: "Not found", 409: "Conflict"}
+        titles = {403: "Forbidden", 404: "Not found", 409: "Conflict", 422: "Invalid request"}
         return problem(
             error.status, titles.get(error.status, "Refused"), error.reason, rule=error.rule
         )
@@ -116,6 +122,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled_error", path=request.url.path)
         return problem(500, "Internal error", "the request failed; it was logged")
+
+
+def _named_rule(errors: Sequence[Any]) -> dict[str, Any]:
+    """``rule``: the first error's rule id, when a project rule (``date.in_future``...) broke."""
+    for item in errors:
+        if "." in str(item.get("type", "")):
+            return {"rule": str(item["type"])}
+    return {}
 
 
 async def _unavailable(request: Request, error: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ipmg_shared.api_docs import install_offline_docs
 from ipmg_shared.asyncapi import asyncapi_document
 from ipmg_shared.audit import write_checkpoint
 from ipmg_shared.checkpoints import SYSTEM_EVENTS, Keyring, KeyUnavailable
@@ -475,7 +476,10 @@ class ServiceRuntime:
             version="0.1.0",
             lifespan=self.lifespan,
             description=f"The {name} service of IPMG Liaison.",
+            docs_url=None,  # served from the package's own assets below
+            redoc_url=None,
         )
+        install_offline_docs(app)
         app.state.settings = self.settings
         app.state.runtime = self
         install_problem_handlers(app)

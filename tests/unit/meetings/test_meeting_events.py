@@ -77,3 +77,16 @@ def test_events_round_trip_through_the_registry(
 
     assert decoded == event
     assert type(decoded) is event_class
+
+
+def test_stored_events_outside_the_input_window_stay_readable() -> None:
+    # Commands are checked for plausible dates; history written before that is not refused.
+    payload = {
+        "meeting_id": "7d8f3a52-1f0e-4c1e-9a57-3c8d4b1f2a10",
+        "scheduled_for": "9999-12-31",
+        "host_unit": "ajk",
+        "venue": "Muzaffarabad",
+        "occasion": None,
+    }
+    event = REGISTRY.decode("MeetingScheduled", 1, payload)
+    assert event.model_dump(mode="json")["scheduled_for"] == "9999-12-31"

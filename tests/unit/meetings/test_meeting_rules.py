@@ -329,3 +329,19 @@ def test_evolve_rejects_events_of_other_aggregates() -> None:
 
     with pytest.raises(TypeError):
         evolve(MeetingState.initial(), SomethingElseHappened())
+
+
+def test_a_meeting_is_scheduled_at_most_five_years_ahead() -> None:
+    assert decide(schedule(scheduled_for=date(2020, 11, 26)), fold([]))
+    refused = refusal(schedule(scheduled_for=date(2020, 11, 28)))
+    assert refused.rule == "date.too_far_ahead"
+    assert refused.status == 422
+    assert refusal(reschedule(scheduled_for=date(2021, 1, 1)), SCHEDULED).rule == (
+        "date.too_far_ahead"
+    )
+
+
+@pytest.mark.parametrize("scheduled_for", [1448496000, "2015-11-26T00:00:00", "2009-03-31"])
+def test_a_meeting_date_is_a_plausible_calendar_date(scheduled_for: object) -> None:
+    with pytest.raises(ValidationError):
+        schedule(scheduled_for=scheduled_for)

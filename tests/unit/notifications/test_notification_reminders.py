@@ -218,3 +218,11 @@ def test_quarters_contain_their_days(day: date) -> None:
     assert first == quarter_start(day) <= day < after
     assert quarter_of(after) != quarter
     assert quarter_of(after - timedelta(days=1)) == quarter
+
+
+def test_dates_at_the_ends_of_the_calendar_stop_no_other_reminder() -> None:
+    # History stored before dates were checked may hold them; the others still go out.
+    far = action("a9", ProgressStatus.NOT_STARTED, due=date.max)
+    early = feedback(Unit.PUNJAB, due=date.min)
+    late = action("a1", ProgressStatus.NOT_STARTED)
+    assert [r.action_id for r in due_on(date(2016, 2, 2), far, early, late)] == ["a1"]

@@ -179,7 +179,11 @@ def approve(**fields: Any) -> ApproveResolution:
 
 
 def sign(**fields: Any) -> SignResolution:
-    values = {"signed_on": date(2016, 1, 5), "signatories": SIGNATORIES}
+    values = {
+        "signed_on": date(2016, 1, 5),
+        "signatories": SIGNATORIES,
+        "at": datetime(2016, 1, 5, 9, 0, tzinfo=UTC),  # signed_on is a past fact
+    }
     return SignResolution(**_fields(values | fields))
 
 
@@ -682,3 +686,36 @@ def test_evolve_rejects_events_of_other_aggregates() -> None:
 
     with pytest.raises(TypeError):
         evolve(ResolutionState.initial(), SomethingElseHappened())
+
+
+# --- plausible dates ----------------------------------------------------------------------
+
+
+def test_a_feedback_due_date_is_at_most_ten_years_ahead() -> None:
+    refused = refusal(circulate(feedback_due=date(2025, 12, 3)), *UP_TO_PASSED)
+    assert (refused.rule, refused.status) == ("date.too_far_ahead", 422)
+
+
+def test_a_resolution_is_not_signed_on_a_day_still_to_come() -> None:
+    refused = refusal(sign(at=AT), *UP_TO_APPROVED)  # signed_on 2016-01-05, at 2015-12-01
+    assert (refused.rule, refused.status) == ("date.in_future", 422)
+
+
+def test_an_action_is_due_at_most_ten_years_ahead() -> None:
+    late = Action(action_id="a9", unit=Unit.PUNJAB, description="Later", due_on=date(2026, 1, 1))
+    refused = refusal(adopt(actions=(late,)), *UP_TO_SIGNED)
+    assert refused.rule == "date.too_far_ahead"
+
+
+@pytest.mark.parametrize("due_on", [1459382400, "2016-03-31T00:00:00", "9999-12-31"])
+def test_an_action_due_date_is_a_plausible_calendar_date(due_on: object) -> None:
+    action = {"action_id": "a1", "unit": "punjab", "description": "Draft", "due_on": due_on}
+    with pytest.raises(ValidationError) as refused:
+        adopt(actions=[action])
+    assert refused.value.errors()[0]["type"].startswith("date.")
+
+
+@pytest.mark.parametrize("quarter", ["0000-Q1", "9999-Q4", "2016-Q0"])
+def test_an_action_plan_quarter_is_plausible(quarter: str) -> None:
+    with pytest.raises(ValidationError):
+        adopt(quarter=quarter)

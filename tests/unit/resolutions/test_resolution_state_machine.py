@@ -148,7 +148,7 @@ def signature(actor: Actor, unit: Unit) -> SignResolution:
         actor=actor,
         at=AT,
         resolution_id=RESOLUTION,
-        signed_on=date(2016, 1, 5),
+        signed_on=date(2015, 11, 30),
         signatories=(Signatory(name="Minister WDD", role="Minister", unit=unit),),
     )
 

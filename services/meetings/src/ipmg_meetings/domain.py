@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any, assert_never
 from uuid import UUID
 
@@ -40,6 +40,12 @@ from ipmg_contracts.meetings import (
 from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.domain import CommandRefused, NotAuthorised, NotFound
 from ipmg_shared.events import DomainEvent
+from ipmg_shared.plausible import (
+    SCHEDULE_HORIZON_YEARS,
+    PlausibleDate,
+    require_past,
+    require_within,
+)
 
 # --- commands -----------------------------------------------------------------------------
 
@@ -51,7 +57,7 @@ class Command(ValueObject):
 
 
 class ScheduleMeeting(Command):
-    scheduled_for: date
+    scheduled_for: PlausibleDate
     host_unit: Unit
     venue: Place
     occasion: Place | None = None
@@ -59,7 +65,7 @@ class ScheduleMeeting(Command):
 
 
 class RescheduleMeeting(Command):
-    scheduled_for: date
+    scheduled_for: PlausibleDate
     host_unit: Unit
     venue: Place
     reason: Reason
@@ -70,7 +76,7 @@ class CancelMeeting(Command):
 
 
 class HoldMeeting(Command):
-    held_on: date
+    held_on: PlausibleDate
     host_unit: Unit
     venue: Place
     occasion: Place | None = None
@@ -160,6 +166,8 @@ def decide(command: MeetingCommand, state: MeetingState) -> list[DomainEvent]:
         raise NotAuthorised(
             "meeting.auth.secretariat_only", "only the NCSW secretariat runs meeting commands"
         )
+    if isinstance(command, ScheduleMeeting | RescheduleMeeting):
+        require_within(command.scheduled_for, command.at, SCHEDULE_HORIZON_YEARS, "scheduled_for")
     match command:
         case ScheduleMeeting():
             return _schedule(command, state)
@@ -233,10 +241,7 @@ def _hold(command: HoldMeeting, state: MeetingState) -> list[DomainEvent]:
         )
     if status is MeetingStatus.HELD:
         raise CommandRefused("meeting.hold.already_held", "this meeting was already held")
-    if command.held_on > _latest_calendar_date(command.at):
-        raise CommandRefused(
-            "meeting.hold.in_future", f"a meeting cannot be recorded as held on {command.held_on}"
-        )
+    require_past(command.held_on, command.at, "held_on", rule="meeting.hold.in_future")
     return [
         MeetingHeld(
             meeting_id=command.meeting_id,
@@ -268,13 +273,6 @@ def _existing(state: MeetingState) -> MeetingStatus:
     if state.status is None:
         raise NotFound("meeting.not_found", "no such meeting has been scheduled")
     return state.status
-
-
-def _latest_calendar_date(at: datetime) -> date:
-    # Meetings are dated in local time, the clock is UTC: the latest date anywhere at `at`
-    # is the UTC date 14 hours on (UTC+14 is the easternmost zone), so recording a meeting
-    # on its own day never fails because UTC has not yet reached that day.
-    return (at.astimezone(UTC) + timedelta(hours=14)).date()
 
 
 __all__ = [

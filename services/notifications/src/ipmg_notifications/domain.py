@@ -451,10 +451,18 @@ class ReminderDue:
 def reminder_day(kind: ReminderKind, due_on: date, policy: ReminderPolicy) -> date:
     """The first day a reminder of ``kind`` for ``due_on`` may go out."""
     if kind is ReminderKind.FEEDBACK_DUE:
-        return due_on - timedelta(days=policy.lead_days)
+        return _shifted(due_on, -policy.lead_days)
     if kind is ReminderKind.ACTION_OVERDUE:
-        return due_on + timedelta(days=1)  # overdue: the due day itself has passed
+        return _shifted(due_on, 1)  # overdue: the due day itself has passed
     return due_on  # a digest goes out on the first day of the next quarter
+
+
+def _shifted(day: date, days: int) -> date:
+    # Stored history may hold dates near year 1 or 9999: clamp rather than overflow.
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return date.min if days < 0 else date.max
 
 
 def _in_window(kind: ReminderKind, due_on: date, today: date, policy: ReminderPolicy) -> bool:

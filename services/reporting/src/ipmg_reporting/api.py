@@ -41,9 +41,9 @@ from ipmg_reporting.reports import (
 )
 from ipmg_shared.actors import Unit
 from ipmg_shared.auth import CurrentActor
+from ipmg_shared.plausible import PlausibleInstant, PlausibleQuarter
 from ipmg_shared.runtime import ServiceContext
 
-QUARTER = r"^[0-9]{4}-Q[1-4]$"
 AS_OF_HELP = (
     "Answer with the state at this instant (RFC 3339 with a time zone), computed by the same "
     "projection code over the events recorded up to it. Default: now, from the live projection."
@@ -53,15 +53,13 @@ router = APIRouter(prefix="/reports", tags=["reports"])
 
 
 def as_of_instant(
-    as_of: Annotated[datetime | None, Query(description=AS_OF_HELP)] = None,
+    as_of: Annotated[PlausibleInstant | None, Query(description=AS_OF_HELP)] = None,
 ) -> datetime | None:
-    if as_of is not None and as_of.tzinfo is None:
-        raise HTTPException(422, "as_of needs a time zone, e.g. 2016-03-31T23:59:59Z")
     return as_of
 
 
 AsOf = Annotated[datetime | None, Depends(as_of_instant)]
-QuarterParam = Annotated[str, Path(pattern=QUARTER, examples=["2016-Q1"])]
+QuarterParam = Annotated[PlausibleQuarter, Path(examples=["2016-Q1"])]
 
 
 def projection_reader(request: Request) -> ProjectionReader:
@@ -123,7 +121,7 @@ async def unit_scorecards(
     actor: CurrentActor,
     reader: Reader,
     as_of: AsOf,
-    quarter: Annotated[str | None, Query(pattern=QUARTER, examples=["2016-Q1"])] = None,
+    quarter: Annotated[PlausibleQuarter | None, Query(examples=["2016-Q1"])] = None,
 ) -> list[UnitScorecard]:
     """Per quarter and unit: actions assigned, completed, in progress, blocked, overdue,
     on-time completion rate, and feedback turnaround."""
@@ -136,7 +134,7 @@ async def meetings(
     actor: CurrentActor,
     reader: Reader,
     as_of: AsOf,
-    quarter: Annotated[str | None, Query(pattern=QUARTER)] = None,
+    quarter: Annotated[PlausibleQuarter | None, Query(examples=["2016-Q1"])] = None,
 ) -> list[MeetingRow]:
     """Meeting history: quarter, host (the rotation), date, occasion, attendance per unit."""
     snap = await read_snapshot(reader, as_of)

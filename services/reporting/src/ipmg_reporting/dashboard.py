@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
+from pydantic_core import PydanticCustomError
 
 from ipmg_reporting.api import projection_reader
 from ipmg_reporting.auth import TOKEN_COOKIE, bearer_scheme, browser_token
@@ -37,6 +38,7 @@ from ipmg_reporting.reports import (
 )
 from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.auth import AuthenticationFailed, token_verifier
+from ipmg_shared.plausible import plausible_instant
 
 CHARTED_QUARTERS = 8
 TIMELINE_LENGTH = 40
@@ -144,7 +146,12 @@ def _parse_as_of(text: str | None) -> datetime | str | None:
         instant = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         return f"as of {text!r} is not a date and time such as 2016-03-31T23:59+05:00"
-    return instant if instant.tzinfo is not None else instant.replace(tzinfo=REPORTING_TZ)
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=REPORTING_TZ)
+    try:
+        return plausible_instant(instant)
+    except PydanticCustomError as error:
+        return f"as of {text!r}: {error.message()}"
 
 
 def _default_quarter(known: list[str], current: str) -> str | None:

@@ -20,11 +20,12 @@ import functools
 from collections.abc import Iterable
 from datetime import date
 from enum import StrEnum
-from typing import Any, Self, assert_never
+from typing import Annotated, Any, Self, assert_never
 from uuid import UUID
 
 from pydantic import (
     AwareDatetime,
+    BeforeValidator,
     Field,
     model_validator,
 )
@@ -69,6 +70,14 @@ from ipmg_contracts.resolutions import (
 from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.domain import CommandRefused, NotAuthorised, NotFound
 from ipmg_shared.events import DomainEvent
+from ipmg_shared.plausible import (
+    DUE_HORIZON_YEARS,
+    PlausibleDate,
+    PlausibleQuarter,
+    plausible_date,
+    require_past,
+    require_within,
+)
 
 # --- commands -----------------------------------------------------------------------------
 
@@ -92,6 +101,23 @@ class HeldMeetingFacts(ValueObject):
         if self.status is MeetingStatus.HELD and (self.held_on is None or self.host_unit is None):
             raise ValueError("a held meeting has a date and a host")
         return self
+
+
+def _strict_due_dates(actions: Any) -> Any:
+    """Each action's due date as strict as any other date a client sends, before parsing."""
+    if not isinstance(actions, list | tuple):
+        return actions
+    checked: list[Any] = []
+    for action in actions:
+        if isinstance(action, dict) and "due_on" in action:
+            action = {**action, "due_on": plausible_date(action["due_on"])}
+        elif isinstance(action, Action):
+            plausible_date(action.due_on)
+        checked.append(action)
+    return checked
+
+
+PlannedActions = Annotated[Actions, BeforeValidator(_strict_due_dates)]
 
 
 class Command(ValueObject):
@@ -119,7 +145,7 @@ class PassResolution(Command):
 
 class CirculateResolution(Command):
     participants: Units
-    feedback_due: date
+    feedback_due: PlausibleDate
 
 
 class GiveFeedback(Command):
@@ -146,13 +172,13 @@ class ApproveResolution(Command):
 
 
 class SignResolution(Command):
-    signed_on: date
+    signed_on: PlausibleDate
     signatories: Signatories
 
 
 class AdoptActionPlan(Command):
-    quarter: Quarter
-    actions: Actions
+    quarter: PlausibleQuarter
+    actions: PlannedActions
 
 
 class ReportProgress(Command):
@@ -385,6 +411,7 @@ def _circulate(command: CirculateResolution, state: ResolutionState) -> list[Dom
             "resolution.circulate.already_approved",
             f"a resolution is circulated only before approval; this one is {status}",
         )
+    require_within(command.feedback_due, command.at, DUE_HORIZON_YEARS, "feedback_due")
     return [
         ResolutionCirculated(
             resolution_id=command.resolution_id,
@@ -456,6 +483,7 @@ def _sign(command: SignResolution, state: ResolutionState) -> list[DomainEvent]:
             "resolution.sign.requires_approval",
             f"a resolution is signed only after approval; it is {status}",
         )
+    require_past(command.signed_on, command.at, "signed_on")
     return [
         ResolutionSigned(
             resolution_id=command.resolution_id,
@@ -472,6 +500,10 @@ def _adopt_action_plan(command: AdoptActionPlan, state: ResolutionState) -> list
         raise CommandRefused(
             "resolution.action_plan.requires_signature",
             f"an action plan is adopted only for a signed resolution; it is {status}",
+        )
+    for action in command.actions:
+        require_within(
+            action.due_on, command.at, DUE_HORIZON_YEARS, f"due_on of {action.action_id}"
         )
     return [
         ActionPlanAdopted(
