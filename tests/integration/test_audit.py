@@ -15,13 +15,8 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ipmg_shared.audit import (
-    BundleInvalid,
-    audit_source,
-    export_bundle,
-    verify_bundle,
-    write_checkpoint,
-)
+from ipmg_shared.audit import audit_source, write_checkpoint
+from ipmg_shared.bundles import BundleInvalid, export_bundle, verify_bundle
 from ipmg_shared.chain import BreakKind
 from ipmg_shared.checkpoints import Keyring
 from ipmg_shared.envelope import hash_event_fields

@@ -15,13 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ipmg_shared.audit import (
-    SourceAudit,
-    audit_source,
-    export_bundle,
-    verify_bundle,
-    write_checkpoint,
-)
+from ipmg_shared.audit import SourceAudit, audit_source, write_checkpoint
+from ipmg_shared.bundles import export_bundle, verify_bundle
 from ipmg_shared.checkpoints import Keyring
 from ipmg_shared.db import create_pool
 from ipmg_shared.events import EventRegistry, JsonObject

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from ipmg_reporting.projections import Model, model_from_envelopes
 from ipmg_reporting.reports import meeting_history, reference_day, scorecards, tracker
-from ipmg_shared.audit import BundleInvalid, bundle_events, read_manifest, verify_bundle
+from ipmg_shared.bundles import BundleInvalid, bundle_events, read_manifest, verify_bundle
 from ipmg_shared.canonical import parse_instant
 from ipmg_shared.events import JsonObject
 
