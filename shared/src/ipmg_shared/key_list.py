@@ -54,6 +54,7 @@ class TrustedKeys:
 
     keys: dict[str, PublishedKey]
     origin: str
+    signer_fingerprint: str = ""
 
     def pems(self) -> dict[str, str]:
         return {key_id: key.public_key for key_id, key in self.keys.items()}
@@ -141,16 +142,25 @@ def load_key_list(path: Path) -> TrustedKeys:
         if key.key_id in trusted:
             raise KeyListInvalid(f"{path} binds key {key.key_id} twice")
         trusted[key.key_id] = key
-    return TrustedKeys(trusted, f"{path} (signed by {fingerprint_of(signer_key)})")
+    signer_fingerprint = fingerprint_of(signer_key)
+    return TrustedKeys(trusted, f"{path} (signed by {signer_fingerprint})", signer_fingerprint)
 
 
 def auditor_trusted_keys(settings: Settings, keys: Path | None) -> TrustedKeys | None:
     """The keys an auditor trusts: ``--keys``, else the configured trust store, else the
-    keys folder's own published list; None when there is none."""
+    keys folder's own published list; None when there is none. A list signed by another
+    key than the pinned signer (``IPMG_AUDIT_KEY_LIST_SIGNER``) is refused."""
     if keys is not None:
-        return load_key_list(keys)
-    if settings.audit_trusted_keys is not None:
-        return load_key_list(settings.audit_trusted_keys)
-    if key_list_path(settings.keys_dir).is_file():
-        return load_key_list(settings.keys_dir)
-    return None
+        listed = load_key_list(keys)
+    elif settings.audit_trusted_keys is not None:
+        listed = load_key_list(settings.audit_trusted_keys)
+    elif key_list_path(settings.keys_dir).is_file():
+        listed = load_key_list(settings.keys_dir)
+    else:
+        return None
+    pinned = settings.audit_key_list_signer
+    if pinned and listed.signer_fingerprint != pinned:
+        raise KeyListInvalid(
+            f"the key list {listed.origin} is not signed by the pinned signer {pinned}"
+        )
+    return listed

@@ -13,7 +13,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ipmg_shared.checkpoints import KEY_LIST_SIGNER, Keyring, key_id_of
-from ipmg_shared.key_list import KeyListInvalid, is_current, key_list_path, load_key_list, publish
+from ipmg_shared.key_list import (
+    KeyListInvalid,
+    auditor_trusted_keys,
+    is_current,
+    key_list_path,
+    load_key_list,
+    publish,
+)
+from ipmg_shared.settings import Settings
 from tests.support.processes import IPMG
 
 
@@ -115,3 +123,19 @@ def test_keys_list_prints_each_keys_source_and_fingerprint(tmp_path: Path) -> No
     assert refused.stderr.strip() == (
         f"ipmg: error: {key_list_path(tmp_path)} is not a ipmg-key-list/1 key list"
     )
+
+
+def test_a_list_signed_by_another_than_the_pinned_signer_is_refused(tmp_path: Path) -> None:
+    keyring = Keyring(tmp_path)
+    keyring.generate("meetings")
+    publish(keyring)
+    signer = load_key_list(tmp_path).signer_fingerprint
+    pinned = Settings(keys_dir=tmp_path, audit_key_list_signer=signer)
+    trusted = auditor_trusted_keys(pinned, None)
+    assert trusted is not None
+    assert trusted.signer_fingerprint == signer
+
+    other = Settings(keys_dir=tmp_path, audit_key_list_signer="sha256:" + "0" * 64)
+    with pytest.raises(KeyListInvalid, match="not signed by the pinned signer"):
+        auditor_trusted_keys(other, None)
+    assert auditor_trusted_keys(Settings(keys_dir=tmp_path / "none"), None) is None
