@@ -21,7 +21,7 @@ from ipmg_shared.audit import write_checkpoint
 from ipmg_shared.bundles import BundleInvalid, export_bundle, verify_bundle
 from ipmg_shared.canonical import parse_instant
 from ipmg_shared.chain import BreakKind
-from ipmg_shared.checkpoints import Keyring, sign_checkpoint
+from ipmg_shared.checkpoints import Keyring, KeyUnavailable, sign_checkpoint
 from ipmg_shared.envelope import hash_event_fields
 from ipmg_shared.key_list import PublishedKey, TrustedKeys, load_key_list, publish
 from ipmg_shared.settings import Settings
@@ -305,3 +305,14 @@ async def test_an_export_under_concurrent_appends_agrees_with_itself(
     ]
     assert heads == sorted(heads)
     assert heads[0] < heads[-1], "the writers appended while the bundles were exported"
+
+
+async def test_an_export_without_the_sources_key_writes_nothing(
+    postgres: Settings, service_name: str, history: EventStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bundle"
+    with pytest.raises(KeyUnavailable, match=f"no signing key for {service_name}"):
+        await export_bundle(
+            postgres, [service_name], datetime.now(UTC), folder, Keyring(tmp_path / "none")
+        )
+    assert not folder.exists()

@@ -53,6 +53,9 @@ async def export_bundle(
 ) -> JsonObject:
     """Events recorded up to ``until``, one JSON-lines file per source, and a manifest with
     each source's head signed now by its own key."""
+    sources = list(sources)
+    for source in sources:
+        keyring.signing_key(source)  # no key, no bundle: said before anything is written
     (folder / "events").mkdir(parents=True, exist_ok=True)
     sources_of_keys = keyring.sources_of_keys()
     manifest: JsonObject = {
@@ -67,7 +70,6 @@ async def export_bundle(
         },
     }
     for source in sources:
-        keyring.signing_key(source)  # no key, no bundle: said before anything is read
         pool = await create_pool(settings.service_dsn(source), settings, max_size=2)
         path = folder / "events" / f"{source}.jsonl"
         written = ChainVerifier(source)
@@ -77,10 +79,9 @@ async def export_bundle(
             head_position, _ = await store.head()
             with path.open("w", encoding="utf-8") as out:
                 async for event in store.iter_json(until=until):
-                    if int(event["position"]) != written.report.head_position + 1:
-                        break  # past the head, or past the last event recorded by ``until``
-                    if int(event["position"]) > head_position:
-                        break
+                    position = int(event["position"])
+                    if position > head_position or position != written.report.head_position + 1:
+                        break  # past the cut, or past the last event recorded by ``until``
                     out.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
                     out.write("\n")
                     written.feed(event)
