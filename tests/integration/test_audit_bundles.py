@@ -172,6 +172,12 @@ async def test_a_bundle_rewritten_and_resigned_with_its_own_key_fails_unless_tol
     )
     assert accepted.returncode == 0, accepted.stderr
     assert "trusting keys the bundle brought" in accepted.stdout
+    replay = ("audit", "replay", str(bundle), "--as-of", "2100-01-01")
+    refused = one_clear_line(await asyncio.to_thread(ipmg, keys.folder, *replay))
+    assert "only the bundle vouches for" in refused
+    replayed = await asyncio.to_thread(ipmg, keys.folder, *replay, "--trust-bundle-keys")
+    assert replayed.returncode == 0, replayed.stderr
+    assert "trusting keys the bundle brought" in replayed.stdout
     with pytest.raises(BundleInvalid, match="no trusted keys"):
         verify_bundle(bundle, None)
     nothing_trusted = one_clear_line(
