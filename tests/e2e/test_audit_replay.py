@@ -117,14 +117,18 @@ async def test_bundle_replay_equals_the_reporting_services_as_of_answers(
                 assert reports[name] == answer.json(), (name, instant)
             assert reports["tracker"], "the replay is not empty"
 
-        # The human trail of one resolution, from the stores.
-        resolution = reports["tracker"][0]
-        trail = await asyncio.to_thread(
-            ipmg, migrated, keys, "audit", "trail", resolution["resolution_id"]
-        )
+        # The human trail of one resolution, from the stores, with its feedback's comments.
+        [commented] = [
+            event["payload"]["resolution_id"]
+            for line in (bundle / "events" / "resolutions.jsonl").read_text().splitlines()
+            if (event := json.loads(line))["type"] == "FeedbackReceived"
+            and event["payload"].get("comments") == "Add a common reporting template"
+        ]
+        trail = await asyncio.to_thread(ipmg, migrated, keys, "audit", "trail", commented)
         assert trail.returncode == 0, trail.stderr
         assert "resolution passed" in trail.stdout
         assert "(ncsw, secretariat)" in trail.stdout
+        assert "\n    comments: Add a common reporting template\n" in trail.stdout
         unknown = await asyncio.to_thread(ipmg, migrated, keys, "audit", "trail", "no-such-id")
         assert unknown.returncode == 1
         assert (

@@ -15,16 +15,12 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from ipmg_shared.audit import (
-    BundleInvalid,
-    audit_source,
-    export_bundle,
-    verify_bundle,
-    write_checkpoint,
-)
+from ipmg_shared.audit import audit_source, write_checkpoint
+from ipmg_shared.bundles import export_bundle, verify_bundle
 from ipmg_shared.chain import BreakKind
 from ipmg_shared.checkpoints import Keyring
 from ipmg_shared.envelope import hash_event_fields
+from ipmg_shared.key_list import load_key_list, publish
 from ipmg_shared.relay import Relay
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import EventStore, json_from_row
@@ -184,16 +180,16 @@ def run_ipmg(settings: Settings, *args: str, **env: str) -> subprocess.Completed
 async def test_bundle_round_trip_and_every_way_to_spoil_it(
     kafka: Settings, service_name: str, history: EventStore, keyring: Keyring, tmp_path: Path
 ) -> None:
+    publish(keyring)
+    trusted = load_key_list(keyring.folder)
     bundle = tmp_path / "bundle"
-    manifest = await export_bundle(
-        kafka, [service_name], datetime.now(UTC), bundle, keyring.public_keys()
-    )
+    manifest = await export_bundle(kafka, [service_name], datetime.now(UTC), bundle, keyring)
     assert manifest["sources"][service_name]["events"] == 16
-    assert all(audit.ok for audit in verify_bundle(bundle))
-    assert all(audit.ok for audit in verify_bundle(bundle, keyring.public_keys()))
+    assert all(audit.ok for audit in verify_bundle(bundle, trusted))
 
     # From the command line, on this machine's files alone.
-    done = await asyncio.to_thread(run_ipmg, kafka, "audit", "verify", str(bundle))
+    keys = ("--keys", str(keyring.folder))
+    done = await asyncio.to_thread(run_ipmg, kafka, "audit", "verify", str(bundle), *keys)
     assert done.returncode == 0, done.stderr
 
     events_file = bundle / "events" / f"{service_name}.jsonl"
@@ -201,26 +197,28 @@ async def test_bundle_round_trip_and_every_way_to_spoil_it(
 
     truncated = shutil.copytree(bundle, tmp_path / "truncated")
     (truncated / "events" / f"{service_name}.jsonl").write_text("".join(lines[:-3]))
-    [audit] = verify_bundle(truncated)
+    [audit] = verify_bundle(truncated, trusted)
     assert not audit.ok
 
     edited = shutil.copytree(bundle, tmp_path / "edited")
     (edited / "events" / f"{service_name}.jsonl").write_text(
         "".join(lines).replace('"text":"n5"', '"text":"n6"')
     )
-    [audit] = verify_bundle(edited)
+    [audit] = verify_bundle(edited, trusted)
     assert audit.first_problem is not None
     assert audit.first_problem.kind is BreakKind.CHANGED
 
     stranger = Keyring(tmp_path / "stranger")
     stranger.generate(service_name)
-    with pytest.raises(BundleInvalid, match="not trusted"):
-        verify_bundle(bundle, stranger.public_keys())
+    publish(stranger)
+    [audit] = verify_bundle(bundle, load_key_list(stranger.folder))
+    assert audit.first_problem is not None
+    assert audit.first_problem.kind is BreakKind.CHECKPOINT
 
     missing = shutil.copytree(bundle, tmp_path / "missing")
     (missing / "events" / f"{service_name}.jsonl").unlink()
     for spoiled in (truncated, edited, missing, tmp_path / "nowhere"):
-        done = await asyncio.to_thread(run_ipmg, kafka, "audit", "verify", str(spoiled))
+        done = await asyncio.to_thread(run_ipmg, kafka, "audit", "verify", str(spoiled), *keys)
         assert done.returncode == 1, spoiled
         assert done.stderr.count("\n") == 1, done.stderr
         assert done.stderr.startswith("ipmg: error: ")

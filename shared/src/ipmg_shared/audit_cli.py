@@ -6,6 +6,7 @@ through the ``ipmg.audit`` entry-point group; this module knows no service.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -15,16 +16,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ipmg_shared.audit import (
-    SourceAudit,
-    audit_source,
-    export_bundle,
-    verify_bundle,
-    write_checkpoint,
-)
-from ipmg_shared.checkpoints import Keyring
+from ipmg_shared.audit import SourceAudit, audit_source, write_checkpoint
+from ipmg_shared.bundles import BundleAudit, BundleInvalid, export_bundle, verify_bundle
+from ipmg_shared.checkpoints import Keyring, KeyUnavailable
 from ipmg_shared.db import create_pool
 from ipmg_shared.events import EventRegistry, JsonObject
+from ipmg_shared.key_list import (
+    KeyListInvalid,
+    TrustedKeys,
+    auditor_trusted_keys,
+    is_current,
+    load_key_list,
+    publish,
+)
 from ipmg_shared.settings import WRITE_SOURCES, Settings, get_settings
 from ipmg_shared.store import AppendResult, EventStore
 
@@ -48,7 +52,7 @@ def _sources(source: str | None) -> list[str]:
     return [source]
 
 
-def _print(audits: list[SourceAudit], *, with_topic: bool) -> None:
+def _print(audits: Sequence[SourceAudit], *, with_topic: bool) -> None:
     table = Table(
         "source",
         "events",
@@ -76,12 +80,32 @@ def _print(audits: list[SourceAudit], *, with_topic: bool) -> None:
     console.print(table)
 
 
-def _conclude(audits: list[SourceAudit]) -> None:
+def _conclude(audits: Sequence[SourceAudit]) -> None:
     from ipmg_shared.cli import CliError
 
     broken = [audit for audit in audits if not audit.ok]
     if broken:
         raise CliError("; ".join(f"{a.source}: {a.first_problem}" for a in broken))
+
+
+KeysOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="The published key list to trust (a file, or a keys folder holding one); "
+        "default: IPMG_AUDIT_TRUSTED_KEYS, else the keys folder's list"
+    ),
+]
+TrustBundleKeysOption = Annotated[
+    bool,
+    typer.Option(
+        help="Also accept checkpoints signed with keys the bundle brought (proves only that "
+        "the bundle agrees with itself)"
+    ),
+]
+AllowUnsignedTailOption = Annotated[
+    bool,
+    typer.Option(help="Accept events after the last signed checkpoint (said, not failed)"),
+]
 
 
 @audit_app.command("verify")
@@ -90,23 +114,82 @@ def verify(
         Path | None, typer.Argument(help="An exported bundle to verify offline")
     ] = None,
     source: Annotated[str | None, typer.Option(help="Only this write source")] = None,
-    keys: Annotated[Path | None, typer.Option(help="Folder of trusted public keys")] = None,
+    keys: KeysOption = None,
+    trust_bundle_keys: TrustBundleKeysOption = False,
+    allow_unsigned_tail: AllowUnsignedTailOption = False,
 ) -> None:
     """Check every hash, link, version and signed checkpoint: of each store and its Kafka
     topic (compared event for event), or of a bundle with no server at all."""
     from ipmg_shared.cli import run_async
 
+    settings = get_settings()
     if bundle is not None:
-        trusted = Keyring(keys).public_keys() if keys is not None else None
-        audits = verify_bundle(bundle, trusted)
+        audits = checked_bundle(
+            settings,
+            bundle,
+            keys,
+            trust_bundle_keys=trust_bundle_keys,
+            allow_unsigned_tail=allow_unsigned_tail,
+        )
         _print(audits, with_topic=False)
         _conclude(audits)
         return
-    settings = get_settings()
-    public_keys = Keyring(keys or settings.keys_dir).public_keys()
-    audits = [run_async(audit_source(settings, name, public_keys)) for name in _sources(source)]
-    _print(audits, with_topic=True)
-    _conclude(audits)
+    public_keys = (
+        _trusted(settings, keys).pems() if keys else Keyring(settings.keys_dir).public_keys()
+    )
+    live = [run_async(audit_source(settings, name, public_keys)) for name in _sources(source)]
+    _print(live, with_topic=True)
+    _conclude(live)
+
+
+def _trusted(settings: Settings, keys: Path | None) -> TrustedKeys:
+    from ipmg_shared.cli import CliError
+
+    try:
+        trusted = auditor_trusted_keys(settings, keys)
+    except KeyListInvalid as error:
+        raise CliError(str(error)) from error
+    if trusted is None:
+        raise CliError("no trusted keys: give --keys FILE or set IPMG_AUDIT_TRUSTED_KEYS")
+    return trusted
+
+
+def checked_bundle(
+    settings: Settings,
+    bundle: Path,
+    keys: Path | None,
+    *,
+    trust_bundle_keys: bool,
+    allow_unsigned_tail: bool,
+) -> list[BundleAudit]:
+    """A bundle verified against the trusted keys, with what the trust rests on said;
+    raises ``CliError`` (one line) when it cannot be read or keys are missing."""
+    from ipmg_shared.cli import CliError
+
+    try:
+        trusted = auditor_trusted_keys(settings, keys)
+        audits = verify_bundle(
+            bundle,
+            trusted,
+            trust_bundle_keys=trust_bundle_keys,
+            allow_unsigned_tail=allow_unsigned_tail,
+        )
+    except (KeyListInvalid, BundleInvalid) as error:
+        raise CliError(str(error)) from error
+    if trusted is not None:
+        console.print(f"trusted keys: {trusted.origin}")
+    for audit in audits:
+        if audit.bundle_keys_used:
+            console.print(
+                f"[bold]{audit.source}: trusting keys the bundle brought, not the published "
+                f"list: {', '.join(sorted(audit.bundle_keys_used))}[/bold]"
+            )
+        if audit.unsigned_events and allow_unsigned_tail:
+            console.print(
+                f"{audit.source}: {audit.unsigned_events} events after the last signed "
+                f"checkpoint (position {audit.signed_position}) are unprotected"
+            )
+    return audits
 
 
 @audit_app.command("export")
@@ -114,20 +197,25 @@ def export(
     out: Annotated[Path, typer.Option(help="Folder to write the bundle into (must not exist)")],
     until: Annotated[datetime | None, typer.Option(help="Last instant included (UTC)")] = None,
 ) -> None:
-    """Write a self-contained bundle: events per source, manifest, checkpoints, public keys."""
+    """Write a self-contained bundle: events per source, each head signed now, manifest,
+    checkpoints, public keys."""
     from ipmg_shared.cli import CliError, run_async
 
     if out.exists():
         raise CliError(f"{out} already exists: choose a new folder")
     settings = get_settings()
     instant = (until or datetime.now(UTC)).replace(tzinfo=(until.tzinfo if until else UTC) or UTC)
-    manifest = run_async(
-        export_bundle(
-            settings, WRITE_SOURCES, instant, out, Keyring(settings.keys_dir).public_keys()
+    try:
+        manifest = run_async(
+            export_bundle(settings, WRITE_SOURCES, instant, out, Keyring(settings.keys_dir))
         )
-    )
+    except KeyUnavailable as error:
+        raise CliError(str(error)) from error
     for name, entry in manifest["sources"].items():
-        console.print(f"{name}: {entry['events']} events, head {entry['head_hash'][:16]}")
+        console.print(
+            f"{name}: {entry['events']} events, head {entry['head_position']} "
+            f"{entry['head_hash'][:16]}, signed at export"
+        )
     console.print(f"bundle written to {out}")
 
 
@@ -163,21 +251,42 @@ def keys_generate(
     source: Annotated[str | None, typer.Option(help="Only this write source")] = None,
     missing_only: Annotated[bool, typer.Option(help="Keep sources that have a key")] = False,
 ) -> None:
-    """Make a new signing key the active one (rotation); older public keys are kept."""
+    """Make a new signing key the active one (rotation), then sign and write the published
+    key list again; older public keys are kept."""
     keyring = Keyring(get_settings().keys_dir)
+    keyring.adopt_flat_layout()
     for name in _sources(source):
         if missing_only and keyring.active_key_id(name) is not None:
             continue
         console.print(f"{name}: key {keyring.generate(name)} is now active")
+    if not is_current(keyring):
+        console.print(f"published key list written to {publish(keyring)}")
 
 
 @keys_app.command("list")
-def keys_list() -> None:
-    """The public keys, and which is active for each source."""
-    keyring = Keyring(get_settings().keys_dir)
-    active = {keyring.active_key_id(name): name for name in WRITE_SOURCES}
-    for key_id in keyring.public_keys():
-        console.print(f"{key_id}  {'active for ' + active[key_id] if key_id in active else ''}")
+def keys_list(
+    keys: Annotated[
+        Path | None,
+        typer.Option(help="A published key list (default: the keys folder's)"),
+    ] = None,
+) -> None:
+    """The published key list: each key's source and fingerprint, which are active, and who
+    signed the list. Compare these fingerprints with the ones published out of band."""
+    from ipmg_shared.cli import CliError
+
+    settings = get_settings()
+    try:
+        listed = load_key_list(keys or settings.keys_dir)
+    except KeyListInvalid as error:
+        raise CliError(str(error)) from error
+    keyring = Keyring(settings.keys_dir)
+    active = {keyring.active_key_id(name) for name in WRITE_SOURCES}
+    typer.echo(f"key list: {listed.origin}")
+    for key in sorted(listed.keys.values(), key=lambda k: (k.source, k.key_id)):
+        typer.echo(
+            f"{key.source:<14} {key.key_id}  {key.fingerprint}"
+            f"{'  active' if key.key_id in active else ''}"
+        )
 
 
 @audit_app.command("trail")
@@ -190,15 +299,18 @@ def trail(
     rows = run_async(_trail(get_settings(), entity_id))
     if not rows:
         raise CliError(f"no meeting or resolution {entity_id} in any store")
-    # One plain line an event: readable on a terminal, in a file, and through grep.
+    # One plain line an event, then its reasons and comments in full, indented beneath it:
+    # readable on a terminal, in a file, and through grep.
     for event in rows:
         actor = event["actor"]
         typer.echo(
             f"{event['recorded_at'][:19]}  {event['source']}:{event['position']}  "
             f"{_summary(event)}  by {actor['subject']} ({actor['unit']}, {actor['role']})  "
-            f"correlation {event['correlation_id'][:8]}, "
-            f"caused by {(event['causation_id'] or 'a command')[:8]}"
+            f"correlation {event['correlation_id']}, "
+            f"caused by {event['causation_id'] or 'a command'}"
         )
+        for name, text in _explanations(event):
+            typer.echo(f"    {name}: {text}")
 
 
 async def _trail(settings: Settings, entity_id: str) -> list[JsonObject]:
@@ -237,6 +349,19 @@ def _summary(event: JsonObject) -> str:
     )
     details = ", ".join(f"{name} {payload[name]}" for name in telling if name in payload)
     return f"{words}: {details}" if details else words
+
+
+# Payload fields written by people to say why; shown in full under the event's line.
+EXPLANATIONS = ("reason", "comments", "narrative", "basis", "override_reason", "note")
+
+
+def _explanations(event: JsonObject) -> list[tuple[str, str]]:
+    payload = event["payload"] if isinstance(event["payload"], dict) else {}
+    return [
+        (name.replace("_", " "), " ".join(str(value).split()))
+        for name, value in payload.items()
+        if (name in EXPLANATIONS or name.endswith("_reason")) and value
+    ]
 
 
 def add_contributed_commands() -> None:

@@ -4,7 +4,7 @@ bundle, it names the first position where the record stops being what was append
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -31,9 +31,27 @@ class ChainBreak:
     position: int
     kind: BreakKind
     detail: str
+    # The event found where the record breaks, so a person can look it up.
+    event_id: str = ""
+    stream_id: str = ""
+    event_type: str = ""
 
     def __str__(self) -> str:
-        return f"position {self.position}: {self.kind.value}: {self.detail}"
+        found = (
+            f" (event {self.event_id}, stream {self.stream_id}, {self.event_type})"
+            if self.event_id
+            else ""
+        )
+        return f"position {self.position}: {self.kind.value}: {self.detail}{found}"
+
+    def at(self, event: dict[str, Any]) -> ChainBreak:
+        """This break, naming the event it was found at."""
+        return replace(
+            self,
+            event_id=str(event.get("event_id", "")),
+            stream_id=str(event.get("stream_id", "")),
+            event_type=str(event.get("type", "")),
+        )
 
 
 @dataclass
@@ -66,7 +84,7 @@ class ChainVerifier:
             return False
         found = self._check(event)
         if found is not None:
-            self.report.first_break = found
+            self.report.first_break = found.at(event)
             return False
         self.report.events += 1
         self.report.head_position = int(event["position"])

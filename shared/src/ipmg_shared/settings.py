@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = 256 * 1024
     keys_dir: Path = Path.home() / ".local" / "state" / "ipmg" / "keys"
     checkpoint_interval_s: float = 900.0
+    # The published key list auditors verify bundles against (``ipmg audit keys list``).
+    audit_trusted_keys: Path | None = None
+    # The fingerprint of the key that must have signed that list (``sha256:…``), when pinned.
+    audit_key_list_signer: str = ""
     # Processes a projection rebuild folds with, side by side; 0: one per CPU this process may
     # use (its affinity and its cgroup's CPU quota), at most one per partition.
     rebuild_workers: int = Field(default=0, ge=0, le=64)

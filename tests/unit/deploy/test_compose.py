@@ -406,10 +406,18 @@ def test_services_run_as_the_settings_expect() -> None:
         assert service["read_only"] is True
 
 
-def test_signing_keys_are_read_only_where_services_run() -> None:
+def test_each_write_service_mounts_its_own_signing_key_alone_and_read_only() -> None:
     compose = rendered({})
     for name in WRITE_SOURCES:
-        assert "signing-keys:/var/lib/ipmg/keys:ro" in services(compose)[name]["volumes"]
+        assert services(compose)[name]["volumes"] == [
+            {
+                "type": "volume",
+                "source": "signing-keys",
+                "target": f"/var/lib/ipmg/keys/{name}",
+                "read_only": True,
+                "volume": {"subpath": name},
+            }
+        ]
     assert "volumes" not in services(compose)["reporting"]
     for writer in ("migrate", "ops"):
         assert "signing-keys:/var/lib/ipmg/keys" in services(compose)[writer]["volumes"]
@@ -611,7 +619,7 @@ def test_volumes_are_declared_and_used() -> None:
     used = set()
     for service in services(compose).values():
         for mount in service.get("volumes", ()):
-            source = mount.split(":", 1)[0]
+            source = mount["source"] if isinstance(mount, dict) else mount.split(":", 1)[0]
             if not source.startswith((".", "/")):
                 used.add(source)
             else:

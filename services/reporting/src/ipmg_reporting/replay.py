@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from textwrap import shorten
 from typing import Annotated, Any
 
 import typer
@@ -16,10 +17,23 @@ from rich.console import Console
 from rich.table import Table
 
 from ipmg_reporting.projections import Model, model_from_envelopes
-from ipmg_reporting.reports import meeting_history, reference_day, scorecards, tracker
-from ipmg_shared.audit import BundleInvalid, bundle_events, read_manifest, verify_bundle
+from ipmg_reporting.reports import (
+    meeting_history,
+    reference_day,
+    scorecards,
+    spreadsheet_safe,
+    tracker,
+)
+from ipmg_shared.audit_cli import (
+    AllowUnsignedTailOption,
+    KeysOption,
+    TrustBundleKeysOption,
+    checked_bundle,
+)
+from ipmg_shared.bundles import BundleInvalid, bundle_events, read_manifest
 from ipmg_shared.canonical import parse_instant
 from ipmg_shared.events import JsonObject
+from ipmg_shared.settings import get_settings
 
 console = Console()
 
@@ -49,13 +63,23 @@ def replay(
     out: Annotated[
         Path | None, typer.Option(help="Write here: a .json file, or a folder for CSV files")
     ] = None,
+    keys: KeysOption = None,
+    trust_bundle_keys: TrustBundleKeysOption = False,
+    allow_unsigned_tail: AllowUnsignedTailOption = False,
 ) -> None:
     """Replay a bundle's history up to an instant and show (or write) the tracker, the unit
     scorecards and the meeting history as they stood then."""
     from ipmg_shared.cli import CliError
 
     instant = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-    broken = [audit for audit in verify_bundle(bundle) if not audit.ok]
+    audits = checked_bundle(
+        get_settings(),
+        bundle,
+        keys,
+        trust_bundle_keys=trust_bundle_keys,
+        allow_unsigned_tail=allow_unsigned_tail,
+    )
+    broken = [audit for audit in audits if not audit.ok]
     if broken:
         raise CliError(
             "the bundle does not verify, nothing replayed: "
@@ -83,9 +107,14 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(out, columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow(
-                {k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in row.items()}
-            )
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text, never runs as a formula."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return spreadsheet_safe(value) if isinstance(value, str) else value
 
 
 def _print(reports: dict[str, list[dict[str, Any]]], instant: datetime) -> None:
@@ -121,7 +150,9 @@ def _table(title: str, rows: list[dict[str, Any]], columns: tuple[str, ...]) -> 
     for row in rows:
         table.add_row(
             *(
-                str(row.get(column) if row.get(column) is not None else "")[:60]
+                shorten(
+                    str(row.get(column) if row.get(column) is not None else ""), 60, placeholder="…"
+                )
                 for column in columns
             )
         )
