@@ -55,7 +55,7 @@ def _print(audits: list[SourceAudit], *, with_topic: bool) -> None:
         "head position",
         "head hash",
         "checkpoints",
-        *(["topic", "unpublished"] if with_topic else []),
+        *(["topic", "unpublished", "newer than cut"] if with_topic else []),
         "result",
     )
     for audit in audits:
@@ -67,7 +67,11 @@ def _print(audits: list[SourceAudit], *, with_topic: bool) -> None:
             audit.store.head_hash[:16],
             str(audit.checkpoints),
             *(
-                [f"{topic.events if topic else 0} events", str(audit.unpublished)]
+                [
+                    f"{topic.events if topic else 0} events",
+                    str(audit.unpublished),
+                    str(audit.newer_than_cut),
+                ]
                 if with_topic
                 else []
             ),
@@ -93,7 +97,8 @@ def verify(
     keys: Annotated[Path | None, typer.Option(help="Folder of trusted public keys")] = None,
 ) -> None:
     """Check every hash, link, version and signed checkpoint: of each store and its Kafka
-    topic (compared event for event), or of a bundle with no server at all."""
+    topic (compared event for event, up to the store's head when the check began), or of a
+    bundle with no server at all."""
     from ipmg_shared.cli import run_async
 
     if bundle is not None:
