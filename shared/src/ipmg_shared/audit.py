@@ -17,7 +17,13 @@ from pydantic import ValidationError
 
 from ipmg_shared.actors import Actor
 from ipmg_shared.canonical import format_instant
-from ipmg_shared.chain import BreakKind, ChainBreak, ChainReport, ChainVerifier
+from ipmg_shared.chain import (
+    BreakKind,
+    ChainBreak,
+    ChainReport,
+    ChainVerifier,
+    hash_is_genuine,
+)
 from ipmg_shared.checkpoints import (
     CHECKPOINT_STREAM_PREFIX,
     ChainCheckpointSigned,
@@ -171,7 +177,11 @@ async def _audit_topic(
             )
             continue
         if position > cut:
-            if newer.setdefault(position, str(event.get("hash"))) != event.get("hash"):
+            if not hash_is_genuine(event):
+                audit.problems.append(
+                    ChainBreak(position, BreakKind.CHANGED, "content does not match its hash")
+                )
+            elif newer.setdefault(position, str(event.get("hash"))) != event.get("hash"):
                 audit.problems.append(
                     ChainBreak(position, BreakKind.DISAGREE, "two different events on the topic")
                 )
@@ -179,7 +189,7 @@ async def _audit_topic(
         earlier = on_topic.get(position)
         if earlier is None:
             on_topic[position] = event
-        elif earlier.get("hash") == event.get("hash"):
+        elif earlier == event:
             audit.duplicates_on_topic += 1  # a re-publish after an unknown outcome: harmless
         else:
             audit.problems.append(

@@ -114,6 +114,31 @@ def verify(
     _conclude(audits)
 
 
+@audit_app.command("watch")
+def watch(
+    port: Annotated[int | None, typer.Option(help="HTTP port (metrics, health)")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP host")] = None,
+    state: Annotated[Path | None, typer.Option(help="The file it keeps its heads in")] = None,
+    store_every: Annotated[
+        float | None, typer.Option(min=0.1, help="Seconds between comparisons with each store")
+    ] = None,
+) -> None:
+    """Verify continuously: follow each event topic from the last verified head, check every
+    new event as it arrives, compare with each store on a cadence; serve metrics and health."""
+    from ipmg_shared.audit_watch import AuditWatch
+    from ipmg_shared.cli import run_async
+    from ipmg_shared.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    watcher = AuditWatch(
+        settings,
+        state or settings.audit_watch_state,
+        store_interval_s=store_every or settings.audit_watch_store_interval_s,
+    )
+    run_async(watcher.run(host or settings.http_host, port or settings.audit_watch_port))
+
+
 @audit_app.command("export")
 def export(
     out: Annotated[Path, typer.Option(help="Folder to write the bundle into (must not exist)")],
