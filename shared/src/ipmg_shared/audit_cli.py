@@ -6,6 +6,7 @@ through the ``ipmg.audit`` entry-point group; this module knows no service.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -109,6 +110,8 @@ def verify(
         return
     settings = get_settings()
     public_keys = Keyring(keys or settings.keys_dir).public_keys()
+    # The Kafka client's own complaints would go to stderr: a server down is said in one line.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     audits = [run_async(audit_source(settings, name, public_keys)) for name in _sources(source)]
     _print(audits, with_topic=True)
     _conclude(audits)
