@@ -174,7 +174,7 @@ class AuditWatch:
                         if source not in pools:
                             dsn = self.settings.service_dsn(source)
                             pools[source] = await create_pool(dsn, self.settings, max_size=1)
-                        await self._compare(follower, pools[source])
+                        await self.compare_store(follower, pools[source])
                     except (OSError, asyncpg.PostgresError, TimeoutError) as error:
                         failing.append(f"{source}: {type(error).__name__}")
                         log.warning("watch_store_unavailable", source=source, error=repr(error))
@@ -186,7 +186,7 @@ class AuditWatch:
             for pool in pools.values():
                 await pool.close()
 
-    async def _compare(self, follower: TopicFollower, pool: asyncpg.Pool) -> None:
+    async def compare_store(self, follower: TopicFollower, pool: asyncpg.Pool) -> None:
         """The store's whole chain and checkpoints, then its agreement with the topic so far.
 
         The topic's head is taken before the store's: an event on the topic was stored before
