@@ -175,7 +175,7 @@ class AuditWatch:
                             dsn = self.settings.service_dsn(source)
                             pools[source] = await create_pool(dsn, self.settings, max_size=1)
                         await self.compare_store(follower, pools[source])
-                    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                    except Exception as error:  # a store down or refusing: said, then retried
                         failing.append(f"{source}: {type(error).__name__}")
                         log.warning("watch_store_unavailable", source=source, error=repr(error))
                 self.checks["stores"] = (
