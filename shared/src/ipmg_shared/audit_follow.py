@@ -153,6 +153,10 @@ class TopicFollower:
         self.found = WatchBreak(self.source, broken, event_id, stream_id)
         return self.found
 
+    def read_up_to(self, partition: int) -> int:
+        """The offset after the last record read from ``partition`` (pending ones included)."""
+        return self._next_offsets.get(partition, 0)
+
     def next_offsets(self) -> dict[int, int]:
         """Where to read from again: a partition's offset stays before its pending records."""
         offsets = dict(self._next_offsets)

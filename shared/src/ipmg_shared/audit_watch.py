@@ -156,7 +156,7 @@ class AuditWatch:
             if tp.topic != topic:
                 continue
             end = consumer.highwater(tp)
-            if end is None or self._by_topic[topic].next_offsets().get(tp.partition, 0) < end:
+            if end is None or self._by_topic[topic].read_up_to(tp.partition) < end:
                 return False
         return True
 
