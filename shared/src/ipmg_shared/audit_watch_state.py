@@ -8,6 +8,7 @@ resumes from a head it had verified, and a break it reported is not reported aga
 from __future__ import annotations
 
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,7 +160,7 @@ class WatchState:
                         found.chain_break.detail,
                         found.event_id,
                         found.stream_id,
-                        saved.verified_at,
+                        time.time(),
                     ),
                 )
             db.execute("COMMIT")
