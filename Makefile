@@ -50,6 +50,7 @@ up: up-infra
 	@echo "  resolutions    $(RESOLUTIONS_URL)/docs"
 	@echo "  notifications  $(NOTIFICATIONS_URL)/docs"
 	@echo "  reporting      $(REPORTING_URL)/docs"
+	@echo "  audit watch    http://127.0.0.1:$${IPMG_AUDIT_WATCH_PORT:-8005}/metrics"
 	@echo "  tokens         uv run ipmg token issue --subject you@ncsw.example.org --unit ncsw --role secretariat"
 	@echo "  logs           make logs   (files in $${IPMG_STATE_DIR:-$$HOME/.local/state/ipmg}/run)"
 	@echo "  stop           make down"

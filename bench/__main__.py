@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from bench import append, growth, latency, rebuild, relay, targets
+from bench import append, growth, latency, rebuild, relay, targets, watch
 from bench.machine import describe
 from bench.measure import Case
 from bench.progress import say
@@ -22,7 +22,7 @@ from bench.report import markdown, measured_on, write_json, write_readme
 from bench.workspace import workspace
 from ipmg_shared.logging import configure_logging
 
-BENCHMARKS = ("append", "relay", "growth", "rebuild", "latency")
+BENCHMARKS = ("append", "relay", "watch", "growth", "rebuild", "latency")
 
 
 def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
@@ -30,6 +30,7 @@ def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
         return {
             "append": append.AppendSizes(commands={1: 100, 10: 50}, rounds=rounds or 2),
             "relay": relay.RelaySizes(events=10_000, rounds=rounds or 2),
+            "watch": watch.WatchSizes(events=10_000, rounds=rounds or 2),
             "growth": growth.GrowthSizes(
                 history=(10_000, 100_000), commands=100, rounds=rounds or 2
             ),
@@ -41,6 +42,7 @@ def sizes(quick: bool, rounds: int | None) -> dict[str, Any]:
     return {
         "append": append.AppendSizes(commands={1: 400, 10: 200}, rounds=rounds or 5),
         "relay": relay.RelaySizes(events=50_000, rounds=rounds or 3),
+        "watch": watch.WatchSizes(events=50_000, rounds=rounds or 3),
         # Short runs, more rounds: the ratio is taken round by round. Two of ours draw 70
         # checklists a round each, and 10^4 stored events hold 1,000.
         "growth": growth.GrowthSizes(
@@ -82,6 +84,7 @@ async def main(argv: Sequence[str]) -> int:
         for name, benchmark in (
             ("append", append.run),
             ("relay", relay.run),
+            ("watch", watch.run),
             ("growth", growth.run),
             ("rebuild", rebuild.run),
         ):

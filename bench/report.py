@@ -16,6 +16,8 @@ README = HERE / "README.md"
 TITLES = {
     "append": "Append: commands/s (events/s)",
     "relay": "Relay: events/s from the first send until the last event is acknowledged",
+    "watch": "Audit watch: events/s verified on the topic and in one store pass, beside the "
+    "relay's rate (the watch's lag behind the relay: in the JSON results)",
     "growth": "Growth: commands/s with this many events stored (1 event/command, 1 writer)",
     "rebuild": "Rebuild: events/s replaying the topics from offset 0 (each in a process of its "
     "own)",
@@ -30,6 +32,8 @@ SHORT = {
     "ipmg Relay": "relay",
     "aiokafka, one wait": "aiokafka",
     "aiokafka, wait per batch": "aiokafka per batch",
+    "audit watch, topic": "watch",
+    "audit watch, store pass": "store pass",
     "ipmg rebuild": "rebuild",
     "aiokafka consumer": "consumer",
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The four IPMG Liaison services as local processes (the same topology as deploy/compose.yaml).
+# The four IPMG Liaison services and the audit watch as local processes (the same topology as
+# deploy/compose.yaml).
 #
 #   bash deploy/local/services.sh start|stop|status
 #
@@ -9,8 +10,10 @@ IPMG_SCRIPT="services.sh"
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SERVICES=(meetings resolutions notifications reporting)
-declare -A PORTS=([meetings]=8001 [resolutions]=8002 [notifications]=8003 [reporting]=8004)
+SERVICES=(meetings resolutions notifications reporting audit-watch)
+declare -A PORTS=(
+    [meetings]=8001 [resolutions]=8002 [notifications]=8003 [reporting]=8004 [audit-watch]=8005
+)
 RUN_DIR="$IPMG_STATE_DIR/run"
 # Local processes run on the public development secrets; outside this mode they refuse to.
 export IPMG_ENVIRONMENT="${IPMG_ENVIRONMENT:-development}"
@@ -20,7 +23,19 @@ READY_TIMEOUT="${IPMG_READY_TIMEOUT:-90}"
 port_of() {
     local service="$1" variable
     variable="IPMG_${service^^}_PORT"
+    variable="${variable//-/_}"
     printf '%s' "${!variable:-${PORTS[$service]}}"
+}
+
+# The command line of a process: `ipmg <service> run`, or the audit watch with its state file.
+command_of() {
+    local service="$1" port="$2"
+    if [ "$service" = audit-watch ]; then
+        printf '%s\n' "$IPMG_BIN" audit watch --port "$port" \
+            --state "${IPMG_AUDIT_WATCH_STATE:-$IPMG_STATE_DIR/audit-watch.sqlite3}"
+    else
+        printf '%s\n' "$IPMG_BIN" "$service" run --port "$port"
+    fi
 }
 
 pid_of() {
@@ -51,7 +66,7 @@ start() {
     [ -x "$IPMG_BIN" ] || die "the project is not installed: run 'uv sync --frozen' first"
     mkdir -p "$RUN_DIR"
     start_mail_sink
-    local service pid port
+    local service pid port variable command
     for service in "${SERVICES[@]}"; do
         pid="$(pid_of "$service" || true)"
         if pid_alive "$pid"; then
@@ -59,9 +74,10 @@ start() {
             continue
         fi
         port="$(port_of "$service")"
-        require_free_port "$port" "IPMG_${service^^}_PORT" "$service HTTP"
-        setsid nohup "$IPMG_BIN" "$service" run --port "$port" \
-            >>"$RUN_DIR/$service.log" 2>&1 </dev/null &
+        variable="IPMG_${service^^}_PORT"
+        require_free_port "$port" "${variable//-/_}" "$service HTTP"
+        mapfile -t command < <(command_of "$service" "$port")
+        setsid nohup "${command[@]}" >>"$RUN_DIR/$service.log" 2>&1 </dev/null &
         echo $! >"$RUN_DIR/$service.pid"
     done
     local deadline=$((SECONDS + READY_TIMEOUT))

@@ -25,6 +25,8 @@ from tests.faults.conftest import (
     prepare,
     reporting_checkpoints,
     stored_events,
+    verified_during,
+    verify_during_fault,
     wait_for_reporting,
 )
 from tests.support.load import MeetingLoad
@@ -68,11 +70,13 @@ async def test_kafka_killed_and_restarted_under_load(
             async with MeetingLoad(meetings.url, secretariat(settings)) as load:
                 await asyncio.sleep(STEADY_S)
                 await asyncio.to_thread(broker.kill)
+                during = verify_during_fault(settings)
                 await asyncio.sleep(STEADY_S)  # commands keep being accepted: PostgreSQL holds them
                 await asyncio.to_thread(broker.start)
                 await asyncio.sleep(STEADY_S)
+                verified = await verified_during(during)
             await wait_until(lambda: _caught_up(settings, load.report.accepted), timeout=120)
-            figures["kafka_killed"] = await check_nothing_lost(settings, load.report)
+            figures["kafka_killed"] = await check_nothing_lost(settings, load.report) | verified
 
 
 async def _caught_up(settings: Settings, accepted: dict[str, str]) -> bool:
@@ -96,14 +100,16 @@ async def test_postgres_restarted_under_load(
             async with MeetingLoad(meetings.url, secretariat(settings)) as load:
                 await asyncio.sleep(STEADY_S)
                 await asyncio.to_thread(server.stop)
+                during = verify_during_fault(settings)
                 await asyncio.sleep(STEADY_S)
                 await asyncio.to_thread(server.start)
                 await asyncio.sleep(STEADY_S)
+                verified = await verified_during(during)
             report = load.report
             assert report.statuses[503] > 0, "the outage is answered with 503"
             assert report.unavailable_without_retry_after == 0
             await wait_until(lambda: _caught_up(settings, report.accepted), timeout=120)
-            figures["postgres_restarted"] = await check_nothing_lost(settings, report)
+            figures["postgres_restarted"] = await check_nothing_lost(settings, report) | verified
             # Recovered without a restart: the same processes still serve.
             for service in (meetings, resolutions, reporting):
                 assert service.process.poll() is None, service.name
@@ -123,12 +129,14 @@ async def test_service_killed_mid_batch_and_restarted(
             at_kill = await applied_by(settings, victim)
             assert services[victim].stop(signal.SIGKILL) == -signal.SIGKILL
             assert at_kill > 0, f"{victim} was at work when killed"
+            during = verify_during_fault(settings)
             await asyncio.sleep(1)
             with running_service(victim, settings, logs) as restarted:
                 if victim == "meetings":
                     load.url = restarted.url
                 restarted.wait_ready()
                 await asyncio.sleep(STEADY_S)
+                verified = await verified_during(during)
                 await load.stop()
                 await wait_until(lambda: _caught_up(settings, load.report.accepted), timeout=120)
                 found = await check_nothing_lost(settings, load.report)
@@ -136,7 +144,7 @@ async def test_service_killed_mid_batch_and_restarted(
                     found["redelivered_after_restart"] = await consumed(
                         restarted, victim, "duplicate"
                     )
-    figures[f"{victim}_killed"] = found
+    figures[f"{victim}_killed"] = found | verified
 
 
 async def applied_by(settings: Settings, service: str) -> int:
@@ -204,6 +212,7 @@ async def test_rewound_offsets_apply_nothing_twice(
                 service.wait_ready()
 
             skipped: dict[str, int] = {}
+            during = verify_during_fault(settings)  # while both read everything again
 
             async def read_everything_again() -> bool:
                 for consumer in consumers:
@@ -214,7 +223,9 @@ async def test_rewound_offsets_apply_nothing_twice(
                 await wait_until(read_everything_again, timeout=120, interval=0.5)
             except AssertionError as error:
                 raise AssertionError(f"{stored} events; skipped again: {skipped}") from error
-            figures["offsets_rewound"] = found = await check_nothing_lost(settings, load.report)
+            verified = await verified_during(during)
+            found = await check_nothing_lost(settings, load.report) | verified
+            figures["offsets_rewound"] = found
             found["redelivered_after_restart"] = await consumed(reporting, "reporting", "duplicate")
     assert found["duplicate_effects"] == 0
     assert found["reporting_duplicate_effects"] == 0

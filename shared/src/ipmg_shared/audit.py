@@ -3,13 +3,22 @@ PostgreSQL and on Kafka, and that its signed checkpoints still hold (bundles: ``
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from asyncpg import Pool
+
 from ipmg_shared.actors import Actor
-from ipmg_shared.chain import BreakKind, ChainBreak, ChainReport, ChainVerifier
+from ipmg_shared.chain import (
+    BreakKind,
+    ChainBreak,
+    ChainReport,
+    ChainVerifier,
+    hash_is_genuine,
+)
 from ipmg_shared.checkpoints import (
     CHECKPOINT_STREAM_PREFIX,
     ChainCheckpointSigned,
@@ -68,6 +77,7 @@ class SourceAudit:
     unpublished: int = 0
     duplicates_on_topic: int = 0
     checkpoints: int = 0
+    newer_than_cut: int = 0  # on the topic beyond the store head fixed at the start: not judged
 
     @property
     def first_problem(self) -> ChainBreak | None:
@@ -84,13 +94,25 @@ class SourceAudit:
 async def audit_source(
     settings: Settings, source: str, public_keys: dict[str, str], *, with_topic: bool = True
 ) -> SourceAudit:
-    """Verify ``source``'s store and (independently) its topic, then compare them."""
+    """Verify ``source``'s store and (independently) its topic, then compare them.
+
+    The store's head is fixed first (the cut); the store and the topic are judged up to it, so
+    events appended and published while the audit runs are counted as newer, never as a break.
+    """
     pool = await create_pool(settings.service_dsn(source), settings, max_size=2)
     try:
+        # One snapshot: what the relay had published can never be beyond the head.
+        cut = await pool.fetchrow(
+            "SELECT (SELECT coalesce(max(position), 0) FROM events) AS head, "
+            "(SELECT coalesce(max(published_position), 0) FROM relay_progress) AS published"
+        )
+        assert cut is not None
         store = EventStore(pool, source, EventRegistry())
         verifier = ChainVerifier(source)
         checkpoints = CheckpointCheck(public_keys)
         async for event in store.iter_json():
+            if int(event["position"]) > cut["head"]:
+                break
             checkpoints.feed(event)
             if not verifier.feed(event):
                 break
@@ -98,20 +120,43 @@ async def audit_source(
         audit.checkpoints = len(checkpoints.checkpoints)
         if (broken := checkpoints.first_break()) is not None:
             audit.problems.append(broken)
-        published = await pool.fetchval(
-            "SELECT coalesce(max(published_position), 0) FROM relay_progress"
-        )
+        if with_topic:
+            newer = await _audit_topic(
+                settings, audit, checkpoints.hashes, int(cut["published"]), int(cut["head"])
+            )
+            await _check_newer(pool, audit, newer)
     finally:
         await pool.close()
-    if with_topic:
-        await _audit_topic(settings, audit, checkpoints.hashes, int(published))
     return audit
 
 
+async def _check_newer(pool: Pool, audit: SourceAudit, newer: dict[int, str]) -> None:
+    """A record beyond the cut was stored before it was published, so the store has it now:
+    one that it lacks, or holds otherwise, is a break however late it came."""
+    rows = await pool.fetch(
+        "SELECT position, hash FROM events WHERE position = ANY($1::bigint[])", list(newer)
+    )
+    stored = {int(row["position"]): str(row["hash"]) for row in rows}
+    for position in sorted(newer):
+        if position not in stored:
+            audit.problems.append(
+                ChainBreak(position, BreakKind.EXTRA, "on the topic but not in the store")
+            )
+            return
+        if stored[position] != newer[position]:
+            audit.problems.append(
+                ChainBreak(position, BreakKind.DISAGREE, "the store and the topic differ here")
+            )
+            return
+    audit.newer_than_cut = len(newer)
+
+
 async def _audit_topic(
-    settings: Settings, audit: SourceAudit, store_hashes: dict[int, str], published: int
-) -> None:
+    settings: Settings, audit: SourceAudit, store_hashes: dict[int, str], published: int, cut: int
+) -> dict[int, str]:
+    """Judges the topic up to ``cut``; returns the hash of each record beyond it."""
     on_topic: dict[int, JsonObject] = {}
+    newer: dict[int, str] = {}
     async for record in read_topic(settings, settings.topics.events(audit.source)):
         try:
             event = json.loads(record.value or b"")
@@ -121,16 +166,29 @@ async def _audit_topic(
                 ChainBreak(0, BreakKind.EXTRA, f"topic offset {record.offset}: not an event")
             )
             continue
+        if position > cut:
+            if not hash_is_genuine(event):
+                audit.problems.append(
+                    ChainBreak(position, BreakKind.CHANGED, "content does not match its hash")
+                )
+            elif newer.setdefault(position, str(event.get("hash"))) != event.get("hash"):
+                audit.problems.append(
+                    ChainBreak(position, BreakKind.DISAGREE, "two different events on the topic")
+                )
+            continue
         earlier = on_topic.get(position)
         if earlier is None:
             on_topic[position] = event
-        elif earlier.get("hash") == event.get("hash"):
+        elif earlier == event:
             audit.duplicates_on_topic += 1  # a re-publish after an unknown outcome: harmless
         else:
             audit.problems.append(
                 ChainBreak(position, BreakKind.DISAGREE, "two different events on the topic")
             )
-    audit.topic = ChainVerifier(audit.source).feed_all(on_topic[p] for p in sorted(on_topic))
+    # Only the run from position 1 is chained: with several partitions a record can be on the
+    # topic before one it follows; what is published must be there (the check below).
+    contiguous = itertools.takewhile(lambda p: p in on_topic, itertools.count(1))
+    audit.topic = ChainVerifier(audit.source).feed_all(on_topic[p] for p in contiguous)
     store_head = audit.store.head_position if audit.store.ok else max(store_hashes, default=0)
     for position in sorted(on_topic):
         stored = store_hashes.get(position)
@@ -151,6 +209,7 @@ async def _audit_topic(
             )
             break
     audit.unpublished = max(store_head - max(on_topic, default=0), 0)
+    return newer
 
 
 async def write_checkpoint(store: EventStore, keyring: Keyring) -> AppendResult | None:

@@ -6,6 +6,7 @@ through the ``ipmg.audit`` entry-point group; this module knows no service.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
@@ -59,7 +60,7 @@ def _print(audits: Sequence[SourceAudit], *, with_topic: bool) -> None:
         "head position",
         "head hash",
         "checkpoints",
-        *(["topic", "unpublished"] if with_topic else []),
+        *(["topic", "unpublished", "newer than cut"] if with_topic else []),
         "result",
     )
     for audit in audits:
@@ -71,7 +72,11 @@ def _print(audits: Sequence[SourceAudit], *, with_topic: bool) -> None:
             audit.store.head_hash[:16],
             str(audit.checkpoints),
             *(
-                [f"{topic.events if topic else 0} events", str(audit.unpublished)]
+                [
+                    f"{topic.events if topic else 0} events",
+                    str(audit.unpublished),
+                    str(audit.newer_than_cut),
+                ]
                 if with_topic
                 else []
             ),
@@ -119,7 +124,8 @@ def verify(
     allow_unsigned_tail: AllowUnsignedTailOption = False,
 ) -> None:
     """Check every hash, link, version and signed checkpoint: of each store and its Kafka
-    topic (compared event for event), or of a bundle with no server at all."""
+    topic (compared event for event, up to the store's head when the check began), or of a
+    bundle with no server at all."""
     from ipmg_shared.cli import run_async
 
     settings = get_settings()
@@ -137,6 +143,8 @@ def verify(
     public_keys = (
         _trusted(settings, keys).pems() if keys else Keyring(settings.keys_dir).public_keys()
     )
+    # The Kafka client's own complaints would go to stderr: a server down is said in one line.
+    logging.getLogger("aiokafka").addHandler(logging.NullHandler())
     live = [run_async(audit_source(settings, name, public_keys)) for name in _sources(source)]
     _print(live, with_topic=True)
     _conclude(live)
@@ -190,6 +198,31 @@ def checked_bundle(
                 f"checkpoint (position {audit.signed_position}) are unprotected"
             )
     return audits
+
+
+@audit_app.command("watch")
+def watch(
+    port: Annotated[int | None, typer.Option(help="HTTP port (metrics, health)")] = None,
+    host: Annotated[str | None, typer.Option(help="HTTP host")] = None,
+    state: Annotated[Path | None, typer.Option(help="The file it keeps its heads in")] = None,
+    store_every: Annotated[
+        float | None, typer.Option(min=0.1, help="Seconds between comparisons with each store")
+    ] = None,
+) -> None:
+    """Verify continuously: follow each event topic from the last verified head, check every
+    new event as it arrives, compare with each store on a cadence; serve metrics and health."""
+    from ipmg_shared.audit_watch import AuditWatch
+    from ipmg_shared.cli import run_async
+    from ipmg_shared.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    watcher = AuditWatch(
+        settings,
+        state or settings.audit_watch_state,
+        store_interval_s=store_every or settings.audit_watch_store_interval_s,
+    )
+    run_async(watcher.run(host or settings.http_host, port or settings.audit_watch_port))
 
 
 @audit_app.command("export")

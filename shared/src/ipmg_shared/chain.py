@@ -78,6 +78,20 @@ class ChainVerifier:
     def __post_init__(self) -> None:
         self.report = ChainReport(source=self.source)
 
+    @classmethod
+    def resumed(
+        cls, source: str, head_position: int, head_hash: str, stream_versions: dict[str, int]
+    ) -> ChainVerifier:
+        """A verifier that continues after a head verified earlier (its events not counted)."""
+        verifier = cls(source)
+        verifier.report.head_position = head_position
+        verifier.report.head_hash = head_hash
+        verifier._stream_versions = dict(stream_versions)
+        return verifier
+
+    def stream_version(self, stream_id: str) -> int:
+        return self._stream_versions.get(stream_id, 0)
+
     def feed(self, event: dict[str, Any]) -> bool:
         """Returns False once a break has been found (the rest is not trustworthy)."""
         if self.report.first_break is not None:
@@ -132,6 +146,11 @@ class ChainVerifier:
                 f"found {event['stream_version']}",
             )
         return None
+
+
+def hash_is_genuine(event: dict[str, Any]) -> bool:
+    """Whether the event's content, at the position it names, hashes to its ``hash``."""
+    return _hash_matches(event, int(event["position"]))
 
 
 def _hash_matches(event: dict[str, Any], position: int) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from ipmg_shared.settings import Settings
 
@@ -20,7 +21,13 @@ async def read_topic(
         auto_offset_reset="earliest",
         request_timeout_ms=15000,
     )
-    await asyncio.wait_for(consumer.start(), 30)
+    try:
+        await asyncio.wait_for(consumer.start(), 30)
+    except (KafkaError, TimeoutError) as error:
+        await consumer.stop()
+        raise ConnectionError(
+            f"Kafka at {settings.kafka_bootstrap_servers} does not answer ({type(error).__name__})"
+        ) from error
     try:
         partitions = sorted(consumer.partitions_for_topic(topic) or ())
         if not partitions:

@@ -29,3 +29,24 @@ STREAM_GAPS = Counter(
     "Events that arrived with a stream version beyond the next expected one",
     ["consumer", "source"],
 )
+
+# `ipmg audit watch`: how far each source's topic is verified, and what it found.
+AUDIT_VERIFIED_POSITION = Gauge(
+    "ipmg_audit_verified_position", "Last position verified on the source's topic", ["source"]
+)
+AUDIT_STORE_HEAD = Gauge(
+    "ipmg_audit_store_head_position",
+    "The store's head at its last comparison with the topic",
+    ["source"],
+)
+AUDIT_SECONDS_SINCE_VERIFIED = Gauge(
+    "ipmg_audit_seconds_since_verified_event",
+    "Seconds since the watch last verified a new event of the source",
+    ["source"],
+)
+AUDIT_EVENTS_VERIFIED = Counter(
+    "ipmg_audit_events_verified_total", "Events verified since the watch started", ["source"]
+)
+AUDIT_BREAKS = Gauge(
+    "ipmg_audit_breaks_found", "Breaks found in the source's record (0 or 1: it stops)", ["source"]
+)

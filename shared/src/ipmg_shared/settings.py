@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     audit_trusted_keys: Path | None = None
     # The fingerprint of the key that must have signed that list (``sha256:…``), when pinned.
     audit_key_list_signer: str = ""
+    # `ipmg audit watch`: its HTTP port, its state file, how often it re-reads each store.
+    audit_watch_port: int = 8005
+    audit_watch_state: Path = Path.home() / ".local" / "state" / "ipmg" / "audit-watch.sqlite3"
+    audit_watch_store_interval_s: float = Field(default=10.0, gt=0)
     # Processes a projection rebuild folds with, side by side; 0: one per CPU this process may
     # use (its affinity and its cgroup's CPU quota), at most one per partition.
     rebuild_workers: int = Field(default=0, ge=0, le=64)

@@ -406,6 +406,30 @@ def test_services_run_as_the_settings_expect() -> None:
         assert service["read_only"] is True
 
 
+def test_the_audit_watch_runs_as_the_settings_expect_and_only_reads() -> None:
+    compose = rendered(example_env())
+    watch = services(compose)["audit-watch"]
+    port = str(Settings().audit_watch_port)
+    assert watch["command"] == [
+        *("ipmg", "audit", "watch", "--host", "0.0.0.0", "--port", port)  # noqa: S104
+    ]
+    env = environment_of(watch)
+    assert env["IPMG_SERVICE_PORT"] == port  # what the shared health check asks
+    assert watch["healthcheck"]["test"] == ["CMD", *ipmg_health_command()]
+    assert watch["ports"] == [f"127.0.0.1:{port}:{port}"]
+    # An auditor reads: Kafka as the viewer, the keys read-only; its state in its own volume.
+    assert env["IPMG_KAFKA_SASL_USERNAME"] == service_principal(VIEWER)
+    assert watch["secrets"] == [
+        *(f"ipmg_{source}_db_password" for source in WRITE_SOURCES),
+        {"source": "kafka_viewer_password", "target": "ipmg_kafka_sasl_password"},
+    ]
+    assert "signing-keys:/var/lib/ipmg/keys:ro" in watch["volumes"]
+    state = Path(env["IPMG_AUDIT_WATCH_STATE"])
+    assert f"audit-watch-state:{state.parent}" in watch["volumes"]
+    assert f"mkdir -p /var/lib/ipmg/keys {state.parent} " in DOCKERFILE.read_text()
+    assert watch["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
 def test_each_write_service_mounts_its_own_signing_key_alone_and_read_only() -> None:
     compose = rendered({})
     for name in WRITE_SOURCES:
@@ -997,8 +1021,8 @@ def test_prometheus_scrapes_every_service_on_its_port() -> None:
     (job,) = [job for job in config["scrape_configs"] if job["job_name"] == "ipmg"]
     assert job["metrics_path"] == "/metrics"
     targets = {entry["names"][0]: entry["port"] for entry in job["dns_sd_configs"]}
-    assert targets == DEFAULT_HTTP_PORTS
-    assert set(targets) == set(SERVICES)
+    assert targets == {**DEFAULT_HTTP_PORTS, "audit-watch": Settings().audit_watch_port}
+    assert set(targets) == {*SERVICES, "audit-watch"}
     for rules in config["rule_files"]:
         assert (DEPLOY / "prometheus" / Path(rules).name).exists()
     compose = rendered({})
