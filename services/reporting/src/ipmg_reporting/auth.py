@@ -41,4 +41,16 @@ def browser_actor(
     return actor_from_token(settings, token)
 
 
+def optional_browser_actor(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Actor | None:
+    """The actor of a valid token, or None for a page that then asks for one itself."""
+    try:
+        return browser_actor(request, credentials, cookie)
+    except AuthenticationFailed:
+        return None
+
+
 BrowserActor = Annotated[Actor, Depends(browser_actor)]

@@ -1,0 +1,232 @@
+"""The authorization policy of every service, for reads and writes: one table.
+
+Each grant says that a role (held by someone of the given units) may take an action on a
+resource, for any unit or for their own unit only. Nothing is allowed that no grant allows.
+Resources that carry personal data (names, e-mail addresses) are marked; whoever reaches only
+their own unit sees other units' personal data withheld. Pure: no I/O, no framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from ipmg_shared.actors import Actor, Role, Unit
+
+
+class Resource(StrEnum):
+    MEETING = "meeting"
+    RESOLUTION = "resolution"
+    HISTORY = "history"  # an aggregate's stored events, as recorded
+    REPORT = "report"  # reporting's reports, exports and timelines
+    DASHBOARD = "dashboard"
+    NOTIFICATION = "notification"  # what was sent to whom
+    OPERATIONS = "operations"  # health, metrics, API documents: no token needed
+
+
+class Action(StrEnum):
+    READ = "read"
+    SCHEDULE = "schedule"
+    RESCHEDULE = "reschedule"
+    CANCEL = "cancel"
+    HOLD = "hold"
+    PUBLISH_MINUTES = "publish-minutes"
+    PASS = "pass"  # noqa: S105 (to pass a resolution, not a password)
+    CIRCULATE = "circulate"
+    GIVE_FEEDBACK = "give-feedback"
+    AMEND = "amend"
+    APPROVE = "approve"
+    SIGN = "sign"
+    ADOPT_ACTION_PLAN = "adopt-action-plan"
+    REPORT_PROGRESS = "report-progress"
+    CLOSE = "close"
+
+
+class Reach(StrEnum):
+    ANY_UNIT = "any unit"
+    OWN_UNIT = "own unit"
+
+
+# What each resource holds that is personal data; the unit it belongs to rides beside it.
+PERSONAL_DATA: dict[Resource, str] = {
+    Resource.MEETING: "attendees' names",
+    Resource.RESOLUTION: "names of who gave feedback and who signed",
+    Resource.HISTORY: "everything above, and who did what (e-mail addresses)",
+    Resource.REPORT: "names of who gave feedback and who signed; who did what",
+    Resource.DASHBOARD: "names of who gave feedback; who did what",
+    Resource.NOTIFICATION: "recipients' names, e-mail addresses and subjects",
+}
+
+
+@dataclass(frozen=True)
+class Permission:
+    """What a route does, in the policy's terms."""
+
+    resource: Resource
+    action: Action
+
+    def __str__(self) -> str:
+        return f"{self.resource}:{self.action}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    role: Role
+    resource: Resource
+    action: Action
+    reach: Reach
+    units: frozenset[Unit] | None = None  # the actor's unit must be one of these; None: any
+
+
+_SECRETARIAT_WRITES = {
+    Resource.MEETING: (
+        Action.SCHEDULE,
+        Action.RESCHEDULE,
+        Action.CANCEL,
+        Action.HOLD,
+        Action.PUBLISH_MINUTES,
+    ),
+    Resource.RESOLUTION: (
+        Action.PASS,
+        Action.CIRCULATE,
+        Action.GIVE_FEEDBACK,
+        Action.AMEND,
+        Action.APPROVE,
+        Action.SIGN,
+        Action.ADOPT_ACTION_PLAN,
+        Action.REPORT_PROGRESS,
+        Action.CLOSE,
+    ),
+}
+_READABLE = (
+    Resource.MEETING,
+    Resource.RESOLUTION,
+    Resource.HISTORY,
+    Resource.REPORT,
+    Resource.DASHBOARD,
+    Resource.NOTIFICATION,
+)
+_NCSW = frozenset({Unit.NCSW})
+
+
+def _grants() -> tuple[Grant, ...]:
+    grants: list[Grant] = []
+    for resource, actions in _SECRETARIAT_WRITES.items():
+        grants += [
+            Grant(Role.SECRETARIAT, resource, action, Reach.ANY_UNIT, _NCSW) for action in actions
+        ]
+    for role, units in ((Role.SECRETARIAT, _NCSW), (Role.AUDITOR, None), (Role.SERVICE, None)):
+        grants += [
+            Grant(role, resource, Action.READ, Reach.ANY_UNIT, units) for resource in _READABLE
+        ]
+    focal = Role.FOCAL_PERSON
+    grants += [
+        Grant(focal, Resource.RESOLUTION, Action.GIVE_FEEDBACK, Reach.OWN_UNIT),
+        Grant(focal, Resource.RESOLUTION, Action.REPORT_PROGRESS, Reach.OWN_UNIT),
+        Grant(focal, Resource.MEETING, Action.READ, Reach.OWN_UNIT),
+        Grant(focal, Resource.RESOLUTION, Action.READ, Reach.OWN_UNIT),
+        Grant(focal, Resource.REPORT, Action.READ, Reach.OWN_UNIT),
+        Grant(focal, Resource.DASHBOARD, Action.READ, Reach.OWN_UNIT),
+        Grant(focal, Resource.NOTIFICATION, Action.READ, Reach.OWN_UNIT),
+    ]
+    # Operations routes need no token: every role, and the anonymous, may read them.
+    grants += [Grant(role, Resource.OPERATIONS, Action.READ, Reach.ANY_UNIT) for role in Role]
+    return tuple(grants)
+
+
+POLICY: tuple[Grant, ...] = _grants()
+"""The whole policy. A focal person's own-unit reads still show other units' records, with
+their personal data withheld; a request that names another unit's personal data is refused."""
+
+
+def grant_for(actor: Actor, permission: Permission) -> Grant | None:
+    """The grant that lets ``actor`` do ``permission``, if any."""
+    for grant in POLICY:
+        if (
+            grant.role is actor.role
+            and grant.resource is permission.resource
+            and grant.action is permission.action
+            and (grant.units is None or actor.unit in grant.units)
+        ):
+            return grant
+    return None
+
+
+def allows(actor: Actor, permission: Permission, unit: Unit | None = None) -> bool:
+    """Whether ``actor`` may do ``permission``; ``unit``: the unit the request acts for, or
+    whose personal data it asks for (None: none in particular)."""
+    grant = grant_for(actor, permission)
+    if grant is None:
+        return False
+    return grant.reach is Reach.ANY_UNIT or unit is None or unit is actor.unit
+
+
+@dataclass(frozen=True)
+class Refusal:
+    rule: str  # stable, e.g. ``meeting.auth.secretariat_only``
+    reason: str
+
+
+def refusal(actor: Actor, permission: Permission, unit: Unit | None = None) -> Refusal | None:
+    """Why ``actor`` may not do ``permission`` (None: allowed)."""
+    if allows(actor, permission, unit):
+        return None
+    resource, action = permission.resource.value, permission.action.value
+    if grant_for(actor, permission) is not None:
+        return Refusal(
+            f"{resource}.auth.own_unit_only",
+            f"a {actor.role.value} of {actor.unit.value} acts for {actor.unit.value} only",
+        )
+    holders = {
+        g.role
+        for g in POLICY
+        if g.resource is permission.resource and g.action is permission.action
+    }
+    what = f"{resource} records" if permission.action is Action.READ else f"a {resource}"
+    return Refusal(
+        f"{resource}.auth.secretariat_only"
+        if holders == {Role.SECRETARIAT}
+        else f"{resource}.auth.{action}_not_granted",
+        f"a {actor.role.value} of {actor.unit.value} may not {action} {what}",
+    )
+
+
+def personal_data_unit(actor: Actor, permission: Permission) -> Unit | None:
+    """The one unit whose personal data ``actor`` may see through ``permission``; None: all."""
+    grant = grant_for(actor, permission)
+    if grant is not None and grant.reach is Reach.ANY_UNIT:
+        return None
+    return actor.unit
+
+
+WITHHELD = "(withheld)"
+PERSONAL_FIELDS = frozenset({"person", "name", "subject", "address", "email"})
+_UNITS = frozenset(unit.value for unit in Unit)
+
+
+def withhold_personal_data(data: Any, own_unit: Unit | None) -> Any:
+    """``data`` (JSON) with the personal fields of units other than ``own_unit`` withheld.
+
+    A field belongs to the unit named beside it (``unit``) or by the key it sits under (a map
+    by unit); a personal field of no known unit is withheld too. ``own_unit`` None: all shown.
+    """
+    if own_unit is None:
+        return data
+    return _withhold(data, own_unit.value, None)
+
+
+def _withhold(data: Any, own: str, context: str | None) -> Any:
+    if isinstance(data, list | tuple):
+        return [_withhold(item, own, context) for item in data]
+    if not isinstance(data, dict):
+        return data
+    named = data.get("unit")
+    unit = named if isinstance(named, str) and named in _UNITS else context
+    shown: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in PERSONAL_FIELDS and isinstance(value, str) and unit != own:
+            shown[key] = WITHHELD
+        else:
+            shown[key] = _withhold(value, own, key if key in _UNITS else unit)
+    return shown
