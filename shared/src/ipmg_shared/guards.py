@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.dependencies.models import Dependant
-from fastapi.routing import APIRoute
 
 from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.auth import Forbidden, current_actor
@@ -61,17 +60,13 @@ def shown_to(actor: Actor, permission: Permission) -> Unit | None:
     return personal_data_unit(actor, permission)
 
 
-def permission_of(route: APIRoute) -> Permission | None:
-    """The permission a route's dependencies check, if any."""
-    return _find(route.dependant)
-
-
-def _find(dependant: Dependant) -> Permission | None:
+def permission_of(dependant: Dependant) -> Permission | None:
+    """The permission a route's dependencies (its ``dependant``) check, if any."""
     found = getattr(dependant.call, "permission", None)
     if isinstance(found, Permission):
         return found
     for child in dependant.dependencies:
-        nested = _find(child)
+        nested = permission_of(child)
         if nested is not None:
             return nested
     return None

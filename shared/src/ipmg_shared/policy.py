@@ -59,6 +59,10 @@ PERSONAL_DATA: dict[Resource, str] = {
 }
 
 
+# Records personal through and through: asking for another unit's is refused, not withheld.
+REFUSED_FOR_OTHER_UNITS = frozenset({Resource.NOTIFICATION})
+
+
 @dataclass(frozen=True)
 class Permission:
     """What a route does, in the policy's terms."""
