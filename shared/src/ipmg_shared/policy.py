@@ -188,10 +188,12 @@ def refusal(actor: Actor, permission: Permission, unit: Unit | None = None) -> R
         if g.resource is permission.resource and g.action is permission.action
     }
     what = f"{resource} records" if permission.action is Action.READ else f"a {resource}"
+    named = {
+        frozenset({Role.SECRETARIAT}): "secretariat_only",
+        frozenset({Role.SECRETARIAT, Role.FOCAL_PERSON}): "focal_person_or_secretariat",
+    }
     return Refusal(
-        f"{resource}.auth.secretariat_only"
-        if holders == {Role.SECRETARIAT}
-        else f"{resource}.auth.{action}_not_granted",
+        f"{resource}.auth.{named.get(frozenset(holders), f'{action}_not_granted')}",
         f"a {actor.role.value} of {actor.unit.value} may not {action} {what}",
     )
 

@@ -91,6 +91,12 @@ async def test_a_focal_person_reads_no_other_units_personal_data(kafka: Settings
         async with running_reporting(settings) as reporting:
             await wait_applied(settings, total)
             client = reporting.client
+            answered: list[int] = []
+
+            async def count(response: httpx.Response) -> None:
+                answered.append(response.status_code)
+
+            client.event_hooks["response"].append(count)
             punjab = issue_token(
                 settings, subject="focal@punjab.gov.pk", unit=Unit.PUNJAB, role=Role.FOCAL_PERSON
             )
@@ -117,6 +123,8 @@ async def test_a_focal_person_reads_no_other_units_personal_data(kafka: Settings
                 headers={"Authorization": f"Bearer {punjab}"},
             )
 
+    print(f"\nreporting reads: {len(answered)}; 5xx: {sum(s >= 500 for s in answered)}")
+    assert all(status < 500 for status in answered)
     assert refused.status_code == 403
     assert refused.headers["content-type"] == "application/problem+json"
     assert audited.status_code == 200

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.idempotency import principal_command_id
 from ipmg_shared.policy import (
+    PERSONAL_DATA,
     POLICY,
     WITHHELD,
     Action,
@@ -67,6 +70,9 @@ def test_a_refusal_names_its_rule_and_says_why() -> None:
     assert elsewhere is not None
     assert elsewhere.rule == "notification.auth.own_unit_only"
     assert elsewhere.reason == "a focal_person of punjab acts for punjab only"
+    feedback = refusal(AUDITOR, Permission(Resource.RESOLUTION, Action.GIVE_FEEDBACK))
+    assert feedback is not None
+    assert feedback.rule == "resolution.auth.focal_person_or_secretariat"
     history = refusal(PUNJAB, Permission(Resource.HISTORY, Action.READ))
     assert history is not None
     assert history.rule == "history.auth.read_not_granted"
@@ -109,3 +115,27 @@ def test_an_idempotency_key_belongs_to_its_principal() -> None:
     ]
     assert len({other.key for other in others} | {first.key}) == 5
     assert {other.fingerprint for other in others} == {first.fingerprint}
+
+
+def policy_table() -> str:
+    """The policy as people read it: one row per resource and action, one column per role."""
+    roles = [Role.SECRETARIAT, Role.FOCAL_PERSON, Role.AUDITOR, Role.SERVICE]
+    columns = ["resource", "action", "secretariat (ncsw)", "focal person", "auditor", "service"]
+    lines = ["| " + " | ".join([*columns, "personal data"]) + " |", "|---" * 7 + "|"]
+    pairs = dict.fromkeys((grant.resource, grant.action) for grant in POLICY)
+    for resource, action in pairs:
+        cells = []
+        for role in roles:
+            grant = next(
+                (g for g in POLICY if (g.role, g.resource, g.action) == (role, resource, action)),
+                None,
+            )
+            cells.append("—" if grant is None else grant.reach.value)
+        personal = PERSONAL_DATA.get(resource, "") if action is Action.READ else ""
+        lines.append(f"| {resource.value} | {action.value} | {' | '.join(cells)} | {personal} |")
+    return "\n".join(lines)
+
+
+def test_the_security_guide_shows_the_policy_as_it_is() -> None:
+    guide = (Path(__file__).parents[3] / "docs" / "security.md").read_text()
+    assert policy_table() in guide
