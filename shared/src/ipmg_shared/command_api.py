@@ -19,9 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.application import AggregateType, CommandContext, execute, load_existing
 from ipmg_shared.envelope import Envelope
-from ipmg_shared.guards import permitted, require, shown_to
+from ipmg_shared.guards import permitted, require
 from ipmg_shared.idempotency import principal_command_id
-from ipmg_shared.policy import Action, Permission, Resource, withhold_personal_data
+from ipmg_shared.policy import (
+    Action,
+    Permission,
+    Resource,
+    personal_data_unit,
+    withhold_personal_data,
+)
 from ipmg_shared.store import AppendResult, EventStore
 
 # Filled by the server, never by the client.
@@ -220,7 +226,9 @@ def add_query_routes(
     ) -> dict[str, Any]:
         state, version = await load_existing(store_of(request), aggregate, aggregate_id)
         response.headers["ETag"] = f'"{version}"'
-        shown = withhold_personal_data(state.model_dump(mode="json"), shown_to(actor, read))
+        shown = withhold_personal_data(
+            state.model_dump(mode="json"), personal_data_unit(actor, read)
+        )
         return {"id": aggregate_id, "version": version, "state": shown}
 
     async def history(

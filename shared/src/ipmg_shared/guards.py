@@ -15,7 +15,7 @@ from fastapi.dependencies.models import Dependant
 
 from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.auth import Forbidden, current_actor
-from ipmg_shared.policy import Action, Permission, Resource, personal_data_unit, refusal
+from ipmg_shared.policy import Action, Permission, Resource, refusal
 
 OPERATIONS = Permission(Resource.OPERATIONS, Action.READ)
 
@@ -53,11 +53,6 @@ def public(permission: Permission = OPERATIONS) -> Callable[..., Any]:
 
     dependency.permission = permission  # type: ignore[attr-defined]
     return dependency
-
-
-def shown_to(actor: Actor, permission: Permission) -> Unit | None:
-    """Whose personal data ``actor`` sees through ``permission`` (None: every unit's)."""
-    return personal_data_unit(actor, permission)
 
 
 def permission_of(dependant: Dependant) -> Permission | None:

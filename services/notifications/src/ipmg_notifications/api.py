@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict
 from ipmg_contracts.notifications import Channel, NotificationKind
 from ipmg_notifications.deliveries import DeliveryStatus
 from ipmg_shared.actors import Actor, Unit
-from ipmg_shared.guards import permitted, require, shown_to
-from ipmg_shared.policy import Action, Permission, Resource, allows
+from ipmg_shared.guards import permitted, require
+from ipmg_shared.policy import Action, Permission, Resource, allows, personal_data_unit
 from ipmg_shared.runtime import ServiceContext
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
@@ -67,7 +67,7 @@ class DeliveryList(BaseModel):
 def _visible_unit(actor: Actor, asked: Unit | None) -> Unit | None:
     """The unit filter the actor is held to (None: every unit)."""
     require(actor, READ, asked)
-    return asked or shown_to(actor, READ)
+    return asked or personal_data_unit(actor, READ)
 
 
 def _context(request: Request) -> ServiceContext:

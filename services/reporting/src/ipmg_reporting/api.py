@@ -43,8 +43,8 @@ from ipmg_reporting.reports import (
     tracker,
 )
 from ipmg_shared.actors import Actor, Unit
-from ipmg_shared.guards import permitted, require, shown_to
-from ipmg_shared.policy import Action, Permission, Resource
+from ipmg_shared.guards import permitted, require
+from ipmg_shared.policy import Action, Permission, Resource, personal_data_unit
 from ipmg_shared.runtime import ServiceContext
 
 QUARTER = r"^[0-9]{4}-Q[1-4]$"
@@ -114,7 +114,7 @@ async def resolution_tracker(
         status=None if status is None else status.value,
         priority_area=None if priority_area is None else priority_area.value,
     )
-    return withheld_all(rows, shown_to(actor, READ))
+    return withheld_all(rows, personal_data_unit(actor, READ))
 
 
 @router.get("/resolutions/{resolution_id}", response_model=TrackerRow)
@@ -124,7 +124,7 @@ async def one_resolution(
     snap = await read_snapshot(reader, as_of)
     for row in tracker(snap.documents, reference_day(snap.instant)):
         if row.resolution_id == resolution_id:
-            return withheld(row, shown_to(actor, READ))
+            return withheld(row, personal_data_unit(actor, READ))
     raise HTTPException(404, f"no resolution {resolution_id} (as of the given instant)")
 
 
@@ -182,7 +182,7 @@ async def notifications(
     called for it, its attempts and outcome; the latest first. A focal person sees their own
     unit's only, as the notifications service shows them."""
     require(actor, READ_NOTIFICATIONS, unit)
-    unit = unit or shown_to(actor, READ_NOTIFICATIONS)
+    unit = unit or personal_data_unit(actor, READ_NOTIFICATIONS)
     snap = await read_snapshot(reader, as_of)
     return notification_log(
         snap.documents,
@@ -198,7 +198,9 @@ async def timeline(
 ) -> list[TimelineEntry]:
     """Every event of an entity (a meeting or resolution id, or a unit slug), oldest first,
     with actor, time, position and a one-line summary."""
-    return withheld_timeline(await reader.timeline_of(entity_id, as_of), shown_to(actor, READ))
+    return withheld_timeline(
+        await reader.timeline_of(entity_id, as_of), personal_data_unit(actor, READ)
+    )
 
 
 @router.get("/recent", response_model=list[TimelineEntry])
@@ -210,7 +212,9 @@ async def recent(
 ) -> list[TimelineEntry]:
     """The latest events of every entity, newest first."""
     snap = await read_snapshot(reader, as_of)
-    return withheld_timeline(await reader.recent_events(snap, limit), shown_to(actor, READ))
+    return withheld_timeline(
+        await reader.recent_events(snap, limit), personal_data_unit(actor, READ)
+    )
 
 
 @router.get("/quarters", response_model=list[str])
@@ -241,7 +245,7 @@ async def quarterly_html(
 ) -> HTMLResponse:
     """The quarterly report as a printable page."""
     report = await _quarterly(reader, quarter, as_of)
-    return render_quarterly(withheld(report, shown_to(actor, READ)))
+    return render_quarterly(withheld(report, personal_data_unit(actor, READ)))
 
 
 @router.get("/quarterly/{quarter}", response_model=QuarterlyReport)
@@ -249,7 +253,7 @@ async def quarterly_json(
     quarter: QuarterParam, actor: CurrentActor, reader: Reader, as_of: AsOf
 ) -> QuarterlyReport:
     """The quarterly report: its meetings, resolutions passed, actions and scorecards."""
-    return withheld(await _quarterly(reader, quarter, as_of), shown_to(actor, READ))
+    return withheld(await _quarterly(reader, quarter, as_of), personal_data_unit(actor, READ))
 
 
 async def _quarterly(

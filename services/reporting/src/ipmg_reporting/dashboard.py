@@ -38,8 +38,8 @@ from ipmg_reporting.reports import (
 )
 from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.auth import AuthenticationFailed, actor_from_token
-from ipmg_shared.guards import permitted, shown_to
-from ipmg_shared.policy import Action, Permission, Resource
+from ipmg_shared.guards import permitted
+from ipmg_shared.policy import Action, Permission, Resource, personal_data_unit
 from ipmg_shared.settings import Settings
 
 CHARTED_QUARTERS = 8
@@ -121,7 +121,7 @@ async def dashboard(
         )
     else:
         timeline = await reader.recent_events(snap, TIMELINE_LENGTH)
-    own_unit = shown_to(actor, READ)
+    own_unit = personal_data_unit(actor, READ)
     view = DashboardView(
         actor=actor,
         as_of=instant,
