@@ -83,65 +83,48 @@ class Grant:
     units: frozenset[Unit] | None = None  # the actor's unit must be one of these; None: any
 
 
-_SECRETARIAT_WRITES = {
-    Resource.MEETING: (
-        Action.SCHEDULE,
-        Action.RESCHEDULE,
-        Action.CANCEL,
-        Action.HOLD,
-        Action.PUBLISH_MINUTES,
-    ),
-    Resource.RESOLUTION: (
-        Action.PASS,
-        Action.CIRCULATE,
-        Action.GIVE_FEEDBACK,
-        Action.AMEND,
-        Action.APPROVE,
-        Action.SIGN,
-        Action.ADOPT_ACTION_PLAN,
-        Action.REPORT_PROGRESS,
-        Action.CLOSE,
-    ),
-}
-_READABLE = (
-    Resource.MEETING,
-    Resource.RESOLUTION,
-    Resource.HISTORY,
-    Resource.REPORT,
-    Resource.DASHBOARD,
-    Resource.NOTIFICATION,
+_M, _R, _H = Resource.MEETING, Resource.RESOLUTION, Resource.HISTORY
+_ANY, _OWN, _NO = Reach.ANY_UNIT, Reach.OWN_UNIT, None
+_COLUMNS = (Role.SECRETARIAT, Role.FOCAL_PERSON, Role.AUDITOR, Role.SERVICE)
+# fmt: off
+_Row = tuple[Resource, Action, Reach | None, Reach | None, Reach | None, Reach | None]
+_TABLE: tuple[_Row, ...] = (
+    # resource            action                    secretariat focal  auditor service
+    (_M,                   Action.SCHEDULE,          _ANY,       _NO,   _NO,    _NO),
+    (_M,                   Action.RESCHEDULE,        _ANY,       _NO,   _NO,    _NO),
+    (_M,                   Action.CANCEL,            _ANY,       _NO,   _NO,    _NO),
+    (_M,                   Action.HOLD,              _ANY,       _NO,   _NO,    _NO),
+    (_M,                   Action.PUBLISH_MINUTES,   _ANY,       _NO,   _NO,    _NO),
+    (_R,                   Action.PASS,              _ANY,       _NO,   _NO,    _NO),
+    (_R,                   Action.CIRCULATE,         _ANY,       _NO,   _NO,    _NO),
+    (_R,                   Action.GIVE_FEEDBACK,     _ANY,       _OWN,  _NO,    _NO),
+    (_R,                   Action.AMEND,             _ANY,       _NO,   _NO,    _NO),
+    (_R,                   Action.APPROVE,           _ANY,       _NO,   _NO,    _NO),
+    (_R,                   Action.SIGN,              _ANY,       _NO,   _NO,    _NO),
+    (_R,                   Action.ADOPT_ACTION_PLAN, _ANY,       _NO,   _NO,    _NO),
+    (_R,                   Action.REPORT_PROGRESS,   _ANY,       _OWN,  _NO,    _NO),
+    (_R,                   Action.CLOSE,             _ANY,       _NO,   _NO,    _NO),
+    (_M,                   Action.READ,              _ANY,       _OWN,  _ANY,   _ANY),
+    (_R,                   Action.READ,              _ANY,       _OWN,  _ANY,   _ANY),
+    (_H,                   Action.READ,              _ANY,       _NO,   _ANY,   _ANY),
+    (Resource.REPORT,      Action.READ,              _ANY,       _OWN,  _ANY,   _ANY),
+    (Resource.DASHBOARD,   Action.READ,              _ANY,       _OWN,  _ANY,   _ANY),
+    (Resource.NOTIFICATION, Action.READ,             _ANY,       _OWN,  _ANY,   _ANY),
+    # Operations routes need no token: anyone, with or without one, may read them.
+    (Resource.OPERATIONS,  Action.READ,              _ANY,       _ANY,  _ANY,   _ANY),
 )
-_NCSW = frozenset({Unit.NCSW})
+# fmt: on
+_NCSW = frozenset({Unit.NCSW})  # the secretariat role counts only when held in NCSW
 
-
-def _grants() -> tuple[Grant, ...]:
-    grants: list[Grant] = []
-    for resource, actions in _SECRETARIAT_WRITES.items():
-        grants += [
-            Grant(Role.SECRETARIAT, resource, action, Reach.ANY_UNIT, _NCSW) for action in actions
-        ]
-    for role, units in ((Role.SECRETARIAT, _NCSW), (Role.AUDITOR, None), (Role.SERVICE, None)):
-        grants += [
-            Grant(role, resource, Action.READ, Reach.ANY_UNIT, units) for resource in _READABLE
-        ]
-    focal = Role.FOCAL_PERSON
-    grants += [
-        Grant(focal, Resource.RESOLUTION, Action.GIVE_FEEDBACK, Reach.OWN_UNIT),
-        Grant(focal, Resource.RESOLUTION, Action.REPORT_PROGRESS, Reach.OWN_UNIT),
-        Grant(focal, Resource.MEETING, Action.READ, Reach.OWN_UNIT),
-        Grant(focal, Resource.RESOLUTION, Action.READ, Reach.OWN_UNIT),
-        Grant(focal, Resource.REPORT, Action.READ, Reach.OWN_UNIT),
-        Grant(focal, Resource.DASHBOARD, Action.READ, Reach.OWN_UNIT),
-        Grant(focal, Resource.NOTIFICATION, Action.READ, Reach.OWN_UNIT),
-    ]
-    # Operations routes need no token: every role, and the anonymous, may read them.
-    grants += [Grant(role, Resource.OPERATIONS, Action.READ, Reach.ANY_UNIT) for role in Role]
-    return tuple(grants)
-
-
-POLICY: tuple[Grant, ...] = _grants()
-"""The whole policy. A focal person's own-unit reads still show other units' records, with
-their personal data withheld; a request that names another unit's personal data is refused."""
+POLICY: tuple[Grant, ...] = tuple(
+    Grant(role, resource, action, reach, _NCSW if role is Role.SECRETARIAT else None)
+    for resource, action, *reaches in _TABLE
+    for role, reach in zip(_COLUMNS, reaches, strict=True)
+    if reach is not None
+)
+"""The whole policy, one grant per filled cell of the table. A focal person's own-unit reads
+still show other units' records, with their personal data withheld; asking for another
+unit's deliveries is refused."""
 
 
 def grant_for(actor: Actor, permission: Permission) -> Grant | None:
