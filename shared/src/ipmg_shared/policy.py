@@ -116,8 +116,16 @@ _TABLE: tuple[_Row, ...] = (
 # fmt: on
 _NCSW = frozenset({Unit.NCSW})  # the secretariat role counts only when held in NCSW
 
+
+def _units(role: Role, resource: Resource) -> frozenset[Unit] | None:
+    """The units whose members hold ``role`` for ``resource`` (None: any unit)."""
+    if role is Role.SECRETARIAT and resource is not Resource.OPERATIONS:
+        return _NCSW
+    return None
+
+
 POLICY: tuple[Grant, ...] = tuple(
-    Grant(role, resource, action, reach, _NCSW if role is Role.SECRETARIAT else None)
+    Grant(role, resource, action, reach, _units(role, resource))
     for resource, action, *reaches in _TABLE
     for role, reach in zip(_COLUMNS, reaches, strict=True)
     if reach is not None

@@ -61,6 +61,12 @@ def test_reads(permission: Permission) -> None:
     assert personal_data_unit(PUNJAB, permission) is Unit.PUNJAB
 
 
+def test_operations_are_open_to_every_principal() -> None:
+    operations = Permission(Resource.OPERATIONS, Action.READ)
+    for actor in (SECRETARIAT, PUNJAB, AUDITOR, SERVICE, STRAY):
+        assert allows(actor, operations, Unit.SINDH)
+
+
 def test_a_refusal_names_its_rule_and_says_why() -> None:
     schedule = refusal(PUNJAB, Permission(Resource.MEETING, Action.SCHEDULE))
     assert schedule is not None
