@@ -47,11 +47,12 @@ class AuthenticationFailed(Exception):
 
 
 class Forbidden(Exception):
-    """A valid token whose role may not do this: 403."""
+    """A valid token whose role may not do this: 403 (``rule``: the policy's rule, if named)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, rule: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.rule = rule
 
 
 @dataclass(frozen=True)

@@ -13,13 +13,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID, uuid4
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.application import AggregateType, CommandContext, execute, load_existing
-from ipmg_shared.auth import CurrentActor
 from ipmg_shared.envelope import Envelope
-from ipmg_shared.store import AppendResult, CommandId, EventStore
+from ipmg_shared.guards import permitted, require
+from ipmg_shared.idempotency import principal_command_id
+from ipmg_shared.policy import (
+    Action,
+    Permission,
+    Resource,
+    personal_data_unit,
+    withhold_personal_data,
+)
+from ipmg_shared.store import AppendResult, EventStore
 
 # Filled by the server, never by the client.
 SERVER_FIELDS = frozenset({"actor", "at"})
@@ -104,6 +113,7 @@ def add_command_route(
     command: type[BaseModel],
     id_field: str,
     summary: str,
+    permission: Permission,
     creates: bool = False,
     exclude: Collection[str] = (),
     enrich: Enricher | None = None,
@@ -111,9 +121,11 @@ def add_command_route(
     """POST ``path``: build ``command`` from the body and the path, run it, say what was appended.
 
     ``creates`` routes mint the aggregate id (the response's ``Location`` names it); others
-    take it from the path parameter named ``id_field``.
+    take it from the path parameter named ``id_field``. The policy's ``permission`` is
+    checked before anything else, and again for the unit the body acts for, if it names one.
     """
     Body = body_model(command, {id_field, *exclude}, f"{command.__name__}Request")
+    Allowed = Annotated[Actor, Depends(permitted(permission))]
 
     async def run(
         request: Request,
@@ -125,6 +137,8 @@ def add_command_route(
         if_match: str | None,
     ) -> dict[str, Any]:
         fields = body.model_dump()
+        acting_for = fields.get("unit")
+        require(actor, permission, acting_for if isinstance(acting_for, Unit) else None)
         if enrich is not None:
             fields = await enrich(request, fields)
         built = command(**fields, **{id_field: aggregate_id}, actor=actor, at=datetime.now(UTC))
@@ -134,7 +148,9 @@ def add_command_route(
             expected_version=expected_version(if_match),
             command_id=None
             if idempotency_key is None
-            else CommandId.of(
+            else principal_command_id(
+                actor,
+                request.url.path,
                 idempotency_key,
                 {"path": request.url.path, "body": body.model_dump(mode="json")},
             ),
@@ -152,7 +168,7 @@ def add_command_route(
             request: Request,
             response: Response,
             body: Body,  # type: ignore[valid-type]
-            actor: CurrentActor,
+            actor: Allowed,
             idempotency_key: IDEMPOTENCY_KEY = None,
         ) -> dict[str, Any]:
             return await run(request, response, uuid4(), body, actor, idempotency_key, None)
@@ -173,7 +189,7 @@ def add_command_route(
         response: Response,
         aggregate_id: Annotated[UUID, _PathId],
         body: Body,  # type: ignore[valid-type]
-        actor: CurrentActor,
+        actor: Allowed,
         idempotency_key: IDEMPOTENCY_KEY = None,
         if_match: IF_MATCH = None,
     ) -> dict[str, Any]:
@@ -189,22 +205,34 @@ def add_command_route(
     )
 
 
-def add_query_routes(router: APIRouter, path: str, *, aggregate: AggregateType[Any]) -> None:
-    """GET ``path`` (state and version, with an ETag) and GET ``path``/events (its history)."""
+def add_query_routes(
+    router: APIRouter, path: str, *, aggregate: AggregateType[Any], resource: Resource
+) -> None:
+    """GET ``path`` (state and version, with an ETag) and GET ``path``/events (its history).
+
+    The state shows other units' personal data only to whom the policy lets see it; the
+    history is the record as stored, for whom the policy lets read it whole.
+    """
     route = path.replace(f"{{{aggregate.name}_id}}", "{aggregate_id}")
+    read = Permission(resource, Action.READ)
+    Reader = Annotated[Actor, Depends(permitted(read))]
+    HistoryReader = Annotated[Actor, Depends(permitted(Permission(Resource.HISTORY, Action.READ)))]
 
     async def current(
         request: Request,
         response: Response,
         aggregate_id: Annotated[UUID, _PathId],
-        actor: CurrentActor,
+        actor: Reader,
     ) -> dict[str, Any]:
         state, version = await load_existing(store_of(request), aggregate, aggregate_id)
         response.headers["ETag"] = f'"{version}"'
-        return {"id": aggregate_id, "version": version, "state": state.model_dump(mode="json")}
+        shown = withhold_personal_data(
+            state.model_dump(mode="json"), personal_data_unit(actor, read)
+        )
+        return {"id": aggregate_id, "version": version, "state": shown}
 
     async def history(
-        request: Request, aggregate_id: Annotated[UUID, _PathId], actor: CurrentActor
+        request: Request, aggregate_id: Annotated[UUID, _PathId], actor: HistoryReader
     ) -> list[dict[str, Any]]:
         await load_existing(store_of(request), aggregate, aggregate_id)
         envelopes = await store_of(request).read_stream(aggregate.stream_id(aggregate_id))

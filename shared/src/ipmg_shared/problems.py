@@ -80,7 +80,9 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Forbidden)
     async def _forbidden(request: Request, error: Forbidden) -> JSONResponse:
-        return problem(403, "Forbidden", error.reason)
+        if error.rule is None:
+            return problem(403, "Forbidden", error.reason)
+        return problem(403, "Forbidden", error.reason, rule=error.rule)
 
     @app.exception_handler(CommandRefused)
     async def _refused(request: Request, error: CommandRefused) -> JSONResponse:

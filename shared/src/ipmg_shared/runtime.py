@@ -13,7 +13,7 @@ from typing import Any, TypedDict
 
 import asyncpg
 from aiokafka import TopicPartition
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
@@ -33,6 +33,7 @@ from ipmg_shared.consumer import (
 )
 from ipmg_shared.db import Migration, create_pool
 from ipmg_shared.events import EventRegistry
+from ipmg_shared.guards import public
 from ipmg_shared.logging import get_logger
 from ipmg_shared.metrics import CONSUMER_LAG
 from ipmg_shared.problems import BodySizeLimit, install_problem_handlers, problem
@@ -491,7 +492,7 @@ class ServiceRuntime:
 
 
 def health_router(runtime: ServiceRuntime) -> APIRouter:
-    router = APIRouter(tags=["operations"])
+    router = APIRouter(tags=["operations"], dependencies=[Depends(public())])
 
     @router.get("/health/live")
     async def live() -> dict[str, str]:

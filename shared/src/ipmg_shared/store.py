@@ -105,6 +105,7 @@ class CommandId:
 
     key: str
     fingerprint: str
+    client_key: str | None = None  # what the client sent, when ``key`` is derived from it
 
     @classmethod
     def of(cls, key: str, request: Any) -> CommandId:
@@ -256,7 +257,7 @@ def _first_answer(
 ) -> AppendResult | IdempotencyKeyReused:
     """What a command whose id was used before is told: the first result, if it asks the same."""
     if fingerprint != command.fingerprint:
-        return IdempotencyKeyReused(command.key)
+        return IdempotencyKeyReused(command.client_key or command.key)
     return AppendResult.from_json(result, replayed=True)
 
 

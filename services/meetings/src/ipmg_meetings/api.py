@@ -17,6 +17,7 @@ from ipmg_meetings.domain import (
 )
 from ipmg_shared.application import AggregateType
 from ipmg_shared.command_api import add_command_route, add_query_routes
+from ipmg_shared.policy import Action, Permission, Resource
 
 MEETING: AggregateType[MeetingState] = AggregateType(
     name="meeting", initial=MeetingState.initial, evolve=evolve, decide=decide
@@ -33,14 +34,20 @@ def router() -> APIRouter:
         id_field="meeting_id",
         creates=True,
         summary="Schedule a quarterly meeting",
+        permission=Permission(Resource.MEETING, Action.SCHEDULE),
     )
-    changes: list[tuple[str, type[Command], str]] = [
-        ("reschedule", RescheduleMeeting, "Move a scheduled meeting"),
-        ("cancel", CancelMeeting, "Cancel a scheduled meeting"),
-        ("held", HoldMeeting, "Record that the meeting was held, with its attendance"),
-        ("minutes", PublishMinutes, "Publish the minutes of a held meeting"),
+    changes: list[tuple[str, type[Command], Action, str]] = [
+        ("reschedule", RescheduleMeeting, Action.RESCHEDULE, "Move a scheduled meeting"),
+        ("cancel", CancelMeeting, Action.CANCEL, "Cancel a scheduled meeting"),
+        ("held", HoldMeeting, Action.HOLD, "Record that the meeting was held, with its attendance"),
+        (
+            "minutes",
+            PublishMinutes,
+            Action.PUBLISH_MINUTES,
+            "Publish the minutes of a held meeting",
+        ),
     ]
-    for path, command, summary in changes:
+    for path, command, action, summary in changes:
         add_command_route(
             routes,
             f"/meetings/{{meeting_id}}/{path}",
@@ -48,6 +55,7 @@ def router() -> APIRouter:
             command=command,
             id_field="meeting_id",
             summary=summary,
+            permission=Permission(Resource.MEETING, action),
         )
-    add_query_routes(routes, "/meetings/{meeting_id}", aggregate=MEETING)
+    add_query_routes(routes, "/meetings/{meeting_id}", aggregate=MEETING, resource=Resource.MEETING)
     return routes

@@ -10,16 +10,19 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict
 
 from ipmg_contracts.notifications import Channel, NotificationKind
 from ipmg_notifications.deliveries import DeliveryStatus
-from ipmg_shared.actors import Actor, Role, Unit
-from ipmg_shared.auth import CurrentActor, Forbidden
+from ipmg_shared.actors import Actor, Unit
+from ipmg_shared.guards import permitted, require
+from ipmg_shared.policy import Action, Permission, Resource, allows, personal_data_unit
 from ipmg_shared.runtime import ServiceContext
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
+READ = Permission(Resource.NOTIFICATION, Action.READ)
+Reader = Annotated[Actor, Depends(permitted(READ))]
 
 _COLUMNS = (
     "delivery_id, cause_event_id, cause_type, cause_source, kind, channel, unit, person, "
@@ -63,11 +66,8 @@ class DeliveryList(BaseModel):
 
 def _visible_unit(actor: Actor, asked: Unit | None) -> Unit | None:
     """The unit filter the actor is held to (None: every unit)."""
-    if actor.role is Role.FOCAL_PERSON:
-        if asked is not None and asked is not actor.unit:
-            raise Forbidden(f"a focal person of {actor.unit} sees only {actor.unit}'s messages")
-        return actor.unit
-    return asked
+    require(actor, READ, asked)
+    return asked or personal_data_unit(actor, READ)
 
 
 def _context(request: Request) -> ServiceContext:
@@ -78,7 +78,7 @@ def _context(request: Request) -> ServiceContext:
 @router.get("", response_model=DeliveryList)
 async def list_notifications(
     request: Request,
-    actor: CurrentActor,
+    actor: Reader,
     cause: Annotated[UUID | None, Query(description="Only messages caused by this event")] = None,
     unit: Annotated[Unit | None, Query(description="Only messages to this unit")] = None,
     status: Annotated[DeliveryStatus | None, Query()] = None,
@@ -102,9 +102,7 @@ async def list_notifications(
 
 
 @router.get("/{delivery_id}", response_model=DeliveryDetail)
-async def get_notification(
-    request: Request, actor: CurrentActor, delivery_id: UUID
-) -> DeliveryDetail:
+async def get_notification(request: Request, actor: Reader, delivery_id: UUID) -> DeliveryDetail:
     """One delivery with the text (and HTML) that was sent."""
     context = _context(request)
     async with context.pool.acquire(timeout=context.settings.pool_acquire_timeout_s) as connection:
@@ -112,6 +110,6 @@ async def get_notification(
             f"SELECT {_COLUMNS}, body_text, body_html FROM deliveries WHERE delivery_id = $1",
             delivery_id,
         )
-    if row is None or (actor.role is Role.FOCAL_PERSON and row["unit"] != actor.unit.value):
+    if row is None or not allows(actor, READ, Unit(row["unit"])):
         raise HTTPException(404, "no such notification")
     return DeliveryDetail.model_validate(dict(row))

@@ -1,7 +1,9 @@
 """The reporting HTTP API: JSON reports under ``/reports``, each answering ``?as_of=``.
 
-Any role may read; every route needs a valid bearer token. The quarterly exports (CSV and a
-printable page) also accept the dashboard's cookie, since browsers open them from its links.
+Every route needs a valid bearer token and reads as the authorization policy says: a focal
+person sees other units' personal data withheld, and only their own unit's notifications. The
+quarterly exports (CSV and a printable page) also accept the dashboard's cookie, since browsers
+open them from its links.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pydantic import BaseModel, ConfigDict
 
 from ipmg_contracts.notifications import NotificationKind
 from ipmg_contracts.resolutions import PriorityArea, ResolutionStatus
-from ipmg_reporting.auth import BrowserActor
+from ipmg_reporting.auth import browser_actor
 from ipmg_reporting.live import DocumentsUnreadable, ProjectionReader, Snapshot
 from ipmg_reporting.pages import render_quarterly
+from ipmg_reporting.personal import withheld, withheld_all, withheld_timeline
 from ipmg_reporting.projections import TimelineEntry
 from ipmg_reporting.reports import (
     MeetingRow,
@@ -39,9 +42,10 @@ from ipmg_reporting.reports import (
     scorecards,
     tracker,
 )
-from ipmg_shared.actors import Unit
-from ipmg_shared.auth import CurrentActor
+from ipmg_shared.actors import Actor, Unit
+from ipmg_shared.guards import permitted, require
 from ipmg_shared.plausible import PlausibleInstant, PlausibleQuarter
+from ipmg_shared.policy import Action, Permission, Resource, personal_data_unit
 from ipmg_shared.runtime import ServiceContext
 
 AS_OF_HELP = (
@@ -50,6 +54,11 @@ AS_OF_HELP = (
 )
 
 router = APIRouter(prefix="/reports", tags=["reports"])
+READ = Permission(Resource.REPORT, Action.READ)
+READ_NOTIFICATIONS = Permission(Resource.NOTIFICATION, Action.READ)
+CurrentActor = Annotated[Actor, Depends(permitted(READ))]
+BrowserActor = Annotated[Actor, Depends(permitted(READ, authenticate=browser_actor))]
+NotificationReader = Annotated[Actor, Depends(permitted(READ_NOTIFICATIONS))]
 
 
 def as_of_instant(
@@ -96,13 +105,14 @@ async def resolution_tracker(
 ) -> list[TrackerRow]:
     """Every resolution: state, meeting, priority area, feedback, signatories, actions."""
     snap = await read_snapshot(reader, as_of)
-    return tracker(
+    rows = tracker(
         snap.documents,
         reference_day(snap.instant),
         unit=None if unit is None else unit.value,
         status=None if status is None else status.value,
         priority_area=None if priority_area is None else priority_area.value,
     )
+    return withheld_all(rows, personal_data_unit(actor, READ))
 
 
 @router.get("/resolutions/{resolution_id}", response_model=TrackerRow)
@@ -112,7 +122,7 @@ async def one_resolution(
     snap = await read_snapshot(reader, as_of)
     for row in tracker(snap.documents, reference_day(snap.instant)):
         if row.resolution_id == resolution_id:
-            return row
+            return withheld(row, personal_data_unit(actor, READ))
     raise HTTPException(404, f"no resolution {resolution_id} (as of the given instant)")
 
 
@@ -159,7 +169,7 @@ class DeliveryStatus(StrEnum):
 
 @router.get("/notifications", response_model=list[NotificationRow])
 async def notifications(
-    actor: CurrentActor,
+    actor: NotificationReader,
     reader: Reader,
     as_of: AsOf,
     unit: Unit | None = None,
@@ -167,7 +177,10 @@ async def notifications(
     status: DeliveryStatus | None = None,
 ) -> list[NotificationRow]:
     """The notifications log: each delivery (one message, one recipient, one channel), what
-    called for it, its attempts and outcome; the latest first."""
+    called for it, its attempts and outcome; the latest first. A focal person sees their own
+    unit's only, as the notifications service shows them."""
+    require(actor, READ_NOTIFICATIONS, unit)
+    unit = unit or personal_data_unit(actor, READ_NOTIFICATIONS)
     snap = await read_snapshot(reader, as_of)
     return notification_log(
         snap.documents,
@@ -183,7 +196,9 @@ async def timeline(
 ) -> list[TimelineEntry]:
     """Every event of an entity (a meeting or resolution id, or a unit slug), oldest first,
     with actor, time, position and a one-line summary."""
-    return await reader.timeline_of(entity_id, as_of)
+    return withheld_timeline(
+        await reader.timeline_of(entity_id, as_of), personal_data_unit(actor, READ)
+    )
 
 
 @router.get("/recent", response_model=list[TimelineEntry])
@@ -195,7 +210,9 @@ async def recent(
 ) -> list[TimelineEntry]:
     """The latest events of every entity, newest first."""
     snap = await read_snapshot(reader, as_of)
-    return await reader.recent_events(snap, limit)
+    return withheld_timeline(
+        await reader.recent_events(snap, limit), personal_data_unit(actor, READ)
+    )
 
 
 @router.get("/quarters", response_model=list[str])
@@ -225,7 +242,8 @@ async def quarterly_html(
     quarter: QuarterParam, actor: BrowserActor, reader: Reader, as_of: AsOf
 ) -> HTMLResponse:
     """The quarterly report as a printable page."""
-    return render_quarterly(await _quarterly(reader, quarter, as_of))
+    report = await _quarterly(reader, quarter, as_of)
+    return render_quarterly(withheld(report, personal_data_unit(actor, READ)))
 
 
 @router.get("/quarterly/{quarter}", response_model=QuarterlyReport)
@@ -233,7 +251,7 @@ async def quarterly_json(
     quarter: QuarterParam, actor: CurrentActor, reader: Reader, as_of: AsOf
 ) -> QuarterlyReport:
     """The quarterly report: its meetings, resolutions passed, actions and scorecards."""
-    return await _quarterly(reader, quarter, as_of)
+    return withheld(await _quarterly(reader, quarter, as_of), personal_data_unit(actor, READ))
 
 
 async def _quarterly(

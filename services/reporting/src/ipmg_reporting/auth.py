@@ -39,4 +39,16 @@ async def browser_actor(
     return await token_verifier(request.app).actor(token)
 
 
+async def optional_browser_actor(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Actor | None:
+    """The actor of a valid token, or None for a page that then asks for one itself."""
+    try:
+        return await browser_actor(request, credentials, cookie)
+    except AuthenticationFailed:
+        return None
+
+
 BrowserActor = Annotated[Actor, Depends(browser_actor)]

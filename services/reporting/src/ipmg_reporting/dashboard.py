@@ -12,16 +12,17 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic_core import PydanticCustomError
 
 from ipmg_reporting.api import projection_reader
-from ipmg_reporting.auth import TOKEN_COOKIE, bearer_scheme, browser_token
+from ipmg_reporting.auth import TOKEN_COOKIE, bearer_scheme, browser_token, optional_browser_actor
 from ipmg_reporting.charts import BarChart, scorecard_chart
 from ipmg_reporting.live import DocumentsUnreadable, ProjectionStatus
 from ipmg_reporting.pages import render
+from ipmg_reporting.personal import withheld_all, withheld_timeline
 from ipmg_reporting.projections import TimelineEntry, unit_name
 from ipmg_reporting.reports import (
     REPORTING_TZ,
@@ -38,12 +39,15 @@ from ipmg_reporting.reports import (
 )
 from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.auth import AuthenticationFailed, token_verifier
+from ipmg_shared.guards import permitted
 from ipmg_shared.plausible import plausible_instant
+from ipmg_shared.policy import Action, Permission, Resource, personal_data_unit
 
 CHARTED_QUARTERS = 8
 TIMELINE_LENGTH = 40
 
 router = APIRouter(include_in_schema=False)
+READ = Permission(Resource.DASHBOARD, Action.READ)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,12 @@ class DashboardView:
     timeline: tuple[TimelineEntry, ...]
 
 
-@router.get("/", response_class=HTMLResponse)
+# The page asks for a token itself; the policy is checked whenever one is given.
+@router.get(
+    "/",
+    response_class=HTMLResponse,
+    dependencies=[Depends(permitted(READ, authenticate=optional_browser_actor))],
+)
 async def dashboard(
     request: Request,
     token: str | None = None,
@@ -117,6 +126,7 @@ async def dashboard(
         )
     else:
         timeline = await reader.recent_events(snap, TIMELINE_LENGTH)
+    own_unit = personal_data_unit(actor, READ)
     view = DashboardView(
         actor=actor,
         as_of=instant,
@@ -125,7 +135,7 @@ async def dashboard(
         status=None if instant is not None else await reader.status(),
         units=tuple((u.value, unit_name(u.value)) for u in Unit),
         unit=unit if unit in {u.value for u in Unit} else "",
-        rows=tuple(tracker(documents, today)),
+        rows=tuple(withheld_all(tracker(documents, today), own_unit)),
         quarter=chosen,
         quarters=tuple(known),
         cards=tuple(card for card in cards if card.quarter == chosen),
@@ -133,7 +143,7 @@ async def dashboard(
         overdue=tuple(overdue_actions(documents, today)),
         meetings=len(meeting_history(documents)),
         entity=entity,
-        timeline=tuple(timeline),
+        timeline=tuple(withheld_timeline(timeline, own_unit)),
     )
     return render("dashboard.html", view=view, query=_query_keeper(as_of, chosen, unit))
 

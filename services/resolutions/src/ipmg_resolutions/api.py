@@ -24,6 +24,7 @@ from ipmg_resolutions.domain import (
 from ipmg_resolutions.handlers import meeting_facts
 from ipmg_shared.application import AggregateType
 from ipmg_shared.command_api import add_command_route, add_query_routes
+from ipmg_shared.policy import Action, Permission, Resource
 from ipmg_shared.runtime import ServiceContext
 
 RESOLUTION: AggregateType[ResolutionState] = AggregateType(
@@ -51,18 +52,34 @@ def router() -> APIRouter:
         exclude={"meeting"},
         enrich=with_meeting_facts,
         summary="Pass a joint resolution at a held meeting",
+        permission=Permission(Resource.RESOLUTION, Action.PASS),
     )
-    changes: list[tuple[str, type[Command], str]] = [
-        ("circulate", CirculateResolution, "Circulate to participants for feedback"),
-        ("feedback", GiveFeedback, "Give a unit's feedback (endorse, amend or object)"),
-        ("amend", AmendResolution, "Amend the title or text while circulated"),
-        ("approve", ApproveResolution, "Approve after circulation"),
-        ("sign", SignResolution, "Record the signatures"),
-        ("action-plan", AdoptActionPlan, "Adopt the action plan for the next quarter"),
-        ("progress", ReportProgress, "Report progress on an action"),
-        ("close", CloseResolution, "Close as implemented, withdrawn or superseded"),
+    changes: list[tuple[str, type[Command], Action, str]] = [
+        (
+            "circulate",
+            CirculateResolution,
+            Action.CIRCULATE,
+            "Circulate to participants for feedback",
+        ),
+        (
+            "feedback",
+            GiveFeedback,
+            Action.GIVE_FEEDBACK,
+            "Give a unit's feedback (endorse, amend or object)",
+        ),
+        ("amend", AmendResolution, Action.AMEND, "Amend the title or text while circulated"),
+        ("approve", ApproveResolution, Action.APPROVE, "Approve after circulation"),
+        ("sign", SignResolution, Action.SIGN, "Record the signatures"),
+        (
+            "action-plan",
+            AdoptActionPlan,
+            Action.ADOPT_ACTION_PLAN,
+            "Adopt the action plan for the next quarter",
+        ),
+        ("progress", ReportProgress, Action.REPORT_PROGRESS, "Report progress on an action"),
+        ("close", CloseResolution, Action.CLOSE, "Close as implemented, withdrawn or superseded"),
     ]
-    for path, command, summary in changes:
+    for path, command, action, summary in changes:
         add_command_route(
             routes,
             f"/resolutions/{{resolution_id}}/{path}",
@@ -70,6 +87,9 @@ def router() -> APIRouter:
             command=command,
             id_field="resolution_id",
             summary=summary,
+            permission=Permission(Resource.RESOLUTION, action),
         )
-    add_query_routes(routes, "/resolutions/{resolution_id}", aggregate=RESOLUTION)
+    add_query_routes(
+        routes, "/resolutions/{resolution_id}", aggregate=RESOLUTION, resource=Resource.RESOLUTION
+    )
     return routes
