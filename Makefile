@@ -78,6 +78,7 @@ lint: sync
 .PHONY: test
 test: up-infra lint
 	@bash $(LOCAL)/browser.sh
+	@bash $(LOCAL)/asyncapi.sh
 	@$(UV) run --frozen pytest
 
 .PHONY: bench

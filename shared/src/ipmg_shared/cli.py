@@ -95,7 +95,15 @@ def asyncapi() -> None:
         for definition in service_definitions().values()
         if definition.registry is not None
     }
-    typer.echo(json.dumps(asyncapi_document(registries, get_settings().topics), indent=2))
+    settings = get_settings()
+    document = asyncapi_document(
+        registries,
+        settings.topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        partitions=settings.topic_partitions,
+        replicas=settings.topic_replication_factor,
+    )
+    typer.echo(json.dumps(document, indent=2))
 
 
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)

@@ -507,11 +507,17 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
 
     @router.get("/asyncapi.json", summary="The AsyncAPI document of this service's topic")
     async def asyncapi() -> dict[str, Any]:
+        name = runtime.definition.name
         registry = runtime.definition.registry
-        if registry is None:
-            return asyncapi_document({}, runtime.settings.topics)
+        settings = runtime.settings
+        registries = {} if registry is None else {name: registry.merge(SYSTEM_EVENTS)}
         return asyncapi_document(
-            {runtime.definition.name: registry.merge(SYSTEM_EVENTS)}, runtime.settings.topics
+            registries,
+            settings.topics,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            partitions=settings.topic_partitions,
+            replicas=settings.topic_replication_factor,
+            consumers=(name,),
         )
 
     @router.get("/metrics", include_in_schema=False)
