@@ -17,7 +17,6 @@ from uuid import UUID, uuid4
 from ipmg_shared.actors import Actor
 from ipmg_shared.domain import NotFound
 from ipmg_shared.events import DomainEvent
-from ipmg_shared.metrics import EVENTS_APPENDED
 from ipmg_shared.store import AppendResult, CommandId, EventStore, NewEvent, WrongExpectedVersion
 
 State = TypeVar("State")
@@ -104,7 +103,5 @@ async def execute(
             if context.expected_version is not None or attempt == CONFLICT_RETRIES - 1:
                 raise
             continue
-        if not result.replayed:
-            EVENTS_APPENDED.labels(store.source).inc(len(events))
         return result
     raise AssertionError("unreachable: the last attempt returns or raises")
