@@ -32,6 +32,7 @@ from ipmg_shared.consumer import (
 )
 from ipmg_shared.db import Migration, create_pool
 from ipmg_shared.events import EventRegistry
+from ipmg_shared.http_metrics import instrument_http
 from ipmg_shared.logging import get_logger
 from ipmg_shared.metrics import CONSUMER_LAG
 from ipmg_shared.problems import BodySizeLimit, install_problem_handlers, problem
@@ -478,6 +479,7 @@ class ServiceRuntime:
         app.state.runtime = self
         install_problem_handlers(app)
         app.add_middleware(BodySizeLimit, max_bytes=self.settings.max_request_bytes)
+        instrument_http(app)
         app.include_router(health_router(self))
         for router in [*self.definition.routers(), *extra_routers]:
             app.include_router(router)
