@@ -79,6 +79,7 @@ lint: sync
 test: up-infra lint
 	@bash $(LOCAL)/browser.sh
 	@bash $(LOCAL)/asyncapi.sh
+	@bash $(LOCAL)/promtool.sh
 	@$(UV) run --frozen pytest
 
 .PHONY: bench
