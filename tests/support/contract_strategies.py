@@ -31,6 +31,11 @@ def payloads(event_class: type[DomainEvent]) -> st.SearchStrategy[DomainEvent]:
     return drawn.map(lambda data: _validated(event_class, data)).filter(_is_event)
 
 
+def from_schema(schema: JsonObject) -> st.SearchStrategy[Any]:
+    """JSON values a payload schema (with its ``$defs``) accepts."""
+    return _from_schema(schema, schema.get("$defs", {}))
+
+
 def _is_event(value: DomainEvent | None) -> TypeGuard[DomainEvent]:
     return value is not None
 

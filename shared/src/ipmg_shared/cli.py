@@ -252,9 +252,11 @@ def _add_operational_commands(first_argument: str | None) -> None:
         app.add_typer(_service_app(definition), name=definition.name)
         return
     from ipmg_shared.audit_cli import add_contributed_commands, audit_app
+    from ipmg_shared.contracts_cli import contracts_app
     from ipmg_shared.dlq import dlq_app
 
     app.add_typer(dlq_app, name="dlq")
+    app.add_typer(contracts_app, name="contracts")
     add_contributed_commands()
     app.add_typer(audit_app, name="audit")
     for definition in service_definitions().values():
