@@ -27,8 +27,7 @@ EDGE_DATES = st.dates(max_value=date(1, 12, 31)) | st.dates(min_value=date(9999,
 def payloads(event_class: type[DomainEvent]) -> st.SearchStrategy[DomainEvent]:
     """Valid payloads of ``event_class``, as a consumer would decode them from the wire."""
     schema = event_class.model_json_schema()
-    drawn = _from_schema(schema, schema.get("$defs", {}))
-    return drawn.map(lambda data: _validated(event_class, data)).filter(_is_event)
+    return from_schema(schema).map(lambda data: _validated(event_class, data)).filter(_is_event)
 
 
 def from_schema(schema: JsonObject) -> st.SearchStrategy[Any]:
@@ -38,11 +37,6 @@ def from_schema(schema: JsonObject) -> st.SearchStrategy[Any]:
 
 def _is_event(value: DomainEvent | None) -> TypeGuard[DomainEvent]:
     return value is not None
-
-
-def wire_payloads(event_class: type[DomainEvent]) -> st.SearchStrategy[JsonObject]:
-    """The same payloads in their JSON form, as the envelope carries them."""
-    return payloads(event_class).map(lambda event: event.model_dump(mode="json"))
 
 
 def _validated(event_class: type[DomainEvent], data: Any) -> DomainEvent | None:

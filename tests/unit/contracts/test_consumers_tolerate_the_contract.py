@@ -108,7 +108,10 @@ def test_notifications_plans_every_legal_upstream_event(
 
     assert isinstance(stale, bool)
     assert len(past) <= len(notices)
-    assert all(row[-1] == now for row in rows) or not rows
+    # One delivery per recipient, each with a subject its own NotificationSent can record.
+    assert len({row[0] for row in rows}) == len(rows)
+    subjects = [str(row[11]) for row in rows]
+    assert all(0 < len(subject) <= 300 and "\n" not in subject for subject in subjects)
 
 
 @pytest.mark.parametrize(
