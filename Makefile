@@ -82,6 +82,8 @@ lint: sync
 .PHONY: test
 test: up-infra lint
 	@bash $(LOCAL)/browser.sh
+	@bash $(LOCAL)/asyncapi.sh
+	@bash $(LOCAL)/promtool.sh
 	@$(UV) run --frozen pytest
 
 .PHONY: bench

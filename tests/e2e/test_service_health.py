@@ -25,7 +25,14 @@ def test_each_service_is_live_and_ready(migrated: Settings, service: str, tmp_pa
         ready = httpx.get(f"{process.url}/health/ready").json()
         assert live == {"status": "live", "service": service}
         assert ready["checks"] == {"database": "ok", "kafka": "ok"}
-        assert "ipmg_" in httpx.get(f"{process.url}/metrics").text
+        assert httpx.get(f"{process.url}/no-such-page").status_code == 404
+        metrics = httpx.get(f"{process.url}/metrics").text
+        assert "ipmg_" in metrics
+        # Requests by route template and exact status; unknown paths as one route ("none").
+        live_route = 'handler="/health/live",method="GET",status="200"'
+        assert f"ipmg_http_requests_total{{{live_route}}} 1.0" in metrics
+        assert f"ipmg_http_request_duration_seconds_count{{{live_route}}} 1.0" in metrics
+        assert 'ipmg_http_requests_total{handler="none",method="GET",status="404"} 1.0' in metrics
         assert httpx.get(f"{process.url}/openapi.json").json()["info"]["title"].endswith(service)
         # SIGTERM: uvicorn shuts down gracefully, then re-raises the signal for the exit status.
         assert process.stop() in (0, -signal.SIGTERM)

@@ -264,10 +264,19 @@ async def test_even_the_owner_is_refused_by_the_trigger(
 
 
 async def tamper(connection: asyncpg.Connection, sql: str) -> None:
-    """What an intruder with superuser rights does: bypass the trigger, change history."""
+    """What an intruder with superuser rights does: turn the triggers off, change history."""
     async with connection.transaction():
-        await connection.execute("SET LOCAL session_replication_role = replica")
+        await connection.execute(DISABLE_TRIGGERS)
         await connection.execute(sql)
+        await connection.execute(ENABLE_TRIGGERS)
+
+
+# A replica session no longer bypasses them (they fire ALWAYS); the table's owner still can.
+DISABLE_TRIGGERS = "ALTER TABLE events DISABLE TRIGGER USER"
+ENABLE_TRIGGERS = (
+    "ALTER TABLE events ENABLE ALWAYS TRIGGER events_append_only;"
+    "ALTER TABLE events ENABLE ALWAYS TRIGGER events_no_truncate"
+)
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,8 @@ Agenda = Annotated[tuple[AgendaItem, ...], Field(max_length=100)]
 
 
 class MeetingScheduled(DomainEvent):
+    """A meeting was put in the calendar: invite its host and members, expect it on that day."""
+
     event_type = "MeetingScheduled"
 
     meeting_id: UUID
@@ -60,6 +62,8 @@ class MeetingScheduled(DomainEvent):
 
 
 class MeetingRescheduled(DomainEvent):
+    """A scheduled meeting moved (date, host or venue): replace what you knew of it."""
+
     event_type = "MeetingRescheduled"
 
     meeting_id: UUID
@@ -70,6 +74,8 @@ class MeetingRescheduled(DomainEvent):
 
 
 class MeetingCancelled(DomainEvent):
+    """A meeting will not take place: drop it; nothing can be passed at it."""
+
     event_type = "MeetingCancelled"
 
     meeting_id: UUID
@@ -77,6 +83,8 @@ class MeetingCancelled(DomainEvent):
 
 
 class MeetingHeld(DomainEvent):
+    """A meeting took place with these attendees: resolutions may now be passed at it."""
+
     event_type = "MeetingHeld"
 
     meeting_id: UUID
@@ -89,6 +97,8 @@ class MeetingHeld(DomainEvent):
 
 
 class MinutesPublished(DomainEvent):
+    """The minutes of a held meeting are out: the text replaces any earlier minutes."""
+
     event_type = "MinutesPublished"
 
     meeting_id: UUID

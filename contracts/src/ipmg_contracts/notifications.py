@@ -84,6 +84,8 @@ class _DeliveryOutcome(DomainEvent):
 
 
 class NotificationSent(_DeliveryOutcome):
+    """A message reached its channel for a recipient: the delivery is done."""
+
     event_type = "NotificationSent"
 
 
@@ -96,6 +98,8 @@ class NotificationFailed(_DeliveryOutcome):
 
 
 class ReminderIssued(DomainEvent):
+    """A reminder fell due (feedback, overdue action or quarterly digest); it is issued once."""
+
     event_type = "ReminderIssued"
 
     reminder_kind: ReminderKind

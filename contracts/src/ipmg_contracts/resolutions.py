@@ -136,6 +136,8 @@ def check_closing(resolution_id: UUID, outcome: CloseOutcome, superseded_by: UUI
 
 
 class ResolutionPassed(DomainEvent):
+    """A meeting passed a joint resolution: track it from now on, for its responsible units."""
+
     event_type = "ResolutionPassed"
 
     resolution_id: UUID
@@ -150,6 +152,8 @@ class ResolutionPassed(DomainEvent):
 
 
 class ResolutionCirculated(DomainEvent):
+    """A resolution went to its participants for feedback, due by the given day."""
+
     event_type = "ResolutionCirculated"
 
     resolution_id: UUID
@@ -158,6 +162,8 @@ class ResolutionCirculated(DomainEvent):
 
 
 class FeedbackReceived(DomainEvent):
+    """A unit gave its position on a circulated resolution; it supersedes its earlier one."""
+
     event_type = "FeedbackReceived"
 
     resolution_id: UUID
@@ -168,6 +174,8 @@ class FeedbackReceived(DomainEvent):
 
 
 class ResolutionAmended(DomainEvent):
+    """A resolution's title and text changed after feedback: the new text is the one to read."""
+
     event_type = "ResolutionAmended"
 
     resolution_id: UUID
@@ -177,12 +185,16 @@ class ResolutionAmended(DomainEvent):
 
 
 class ResolutionApproved(DomainEvent):
+    """The secretariat approved the resolution: it may now be signed."""
+
     event_type = "ResolutionApproved"
 
     resolution_id: UUID
 
 
 class ResolutionSigned(DomainEvent):
+    """The resolution was signed: send its text to its units; an action plan may follow."""
+
     event_type = "ResolutionSigned"
 
     resolution_id: UUID
@@ -191,6 +203,8 @@ class ResolutionSigned(DomainEvent):
 
 
 class ActionPlanAdopted(DomainEvent):
+    """The resolution's actions for a quarter, each with its unit and due date."""
+
     event_type = "ActionPlanAdopted"
 
     resolution_id: UUID
@@ -199,6 +213,8 @@ class ActionPlanAdopted(DomainEvent):
 
 
 class ProgressReported(DomainEvent):
+    """A unit reported where one of its actions stands (status, percent, evidence)."""
+
     event_type = "ProgressReported"
 
     resolution_id: UUID
@@ -216,6 +232,8 @@ class ProgressReported(DomainEvent):
 
 
 class ResolutionClosed(DomainEvent):
+    """The resolution is finished (implemented, withdrawn, superseded): stop following it up."""
+
     event_type = "ResolutionClosed"
 
     resolution_id: UUID

@@ -24,3 +24,7 @@ SELECT format('REVOKE ALL ON DATABASE %I FROM PUBLIC', service),
 FROM unnest(ARRAY['ipmg_meetings', 'ipmg_resolutions', 'ipmg_notifications', 'ipmg_reporting'])
     AS service
 \gexec
+
+-- The maintenance database is the administrator's alone: no service role connects to it or
+-- makes temporary tables there.
+REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC;

@@ -22,7 +22,6 @@ from uuid import UUID, uuid4
 from ipmg_shared.actors import Actor
 from ipmg_shared.domain import NotFound
 from ipmg_shared.events import DomainEvent
-from ipmg_shared.metrics import EVENTS_APPENDED
 from ipmg_shared.store import AppendResult, CommandId, EventStore, NewEvent, WrongExpectedVersion
 from ipmg_shared.stream_turns import StreamTurns
 
@@ -128,6 +127,4 @@ async def _execute(
             attempt += 1
             await asyncio.sleep(random.uniform(*CONFLICT_PAUSE_S))
             continue
-        if not result.replayed:
-            EVENTS_APPENDED.labels(store.source).inc(len(events))
         return result

@@ -103,7 +103,15 @@ def asyncapi() -> None:
         for definition in service_definitions().values()
         if definition.registry is not None
     }
-    typer.echo(json.dumps(asyncapi_document(registries, get_settings().topics), indent=2))
+    settings = get_settings()
+    document = asyncapi_document(
+        registries,
+        settings.topics,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        partitions=settings.topic_partitions,
+        replicas=settings.topic_replication_factor,
+    )
+    typer.echo(json.dumps(document, indent=2))
 
 
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
@@ -306,9 +314,11 @@ def _add_operational_commands(first_argument: str | None) -> None:
         app.add_typer(_service_app(definition), name=definition.name)
         return
     from ipmg_shared.audit_cli import add_contributed_commands, audit_app
+    from ipmg_shared.contracts_cli import contracts_app
     from ipmg_shared.dlq import dlq_app
 
     app.add_typer(dlq_app, name="dlq")
+    app.add_typer(contracts_app, name="contracts")
     add_contributed_commands()
     app.add_typer(audit_app, name="audit")
     for definition in service_definitions().values():

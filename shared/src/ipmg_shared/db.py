@@ -125,7 +125,9 @@ def migrations_in(package: str, prefix: str, names: Iterable[str] | None = None)
 
 def event_store_migrations() -> list[Migration]:
     return migrations_in(
-        "ipmg_shared", "shared", ["0001_event_store.sql", "0003_append_events.sql"]
+        "ipmg_shared",
+        "shared",
+        ["0001_event_store.sql", "0003_append_events.sql", "0005_append_only_always.sql"],
     )
 
 
@@ -158,6 +160,13 @@ async def provision_service_database(settings: Settings, service: str) -> None:
         await admin.execute(await _quoted(admin, "REVOKE ALL ON DATABASE %I FROM PUBLIC", database))
         await admin.execute(
             await _quoted(admin, "GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I", database, role)
+        )
+        # The maintenance database (the administrative URL's) is the administrator's alone.
+        maintenance = await admin.fetchval("SELECT current_database()")
+        await admin.execute(
+            await _quoted(
+                admin, "REVOKE CONNECT, TEMPORARY ON DATABASE %I FROM PUBLIC", maintenance
+            )
         )
     finally:
         await admin.close()

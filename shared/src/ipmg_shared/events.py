@@ -67,6 +67,16 @@ class EventRegistry:
         merged._upcasters = {**self._upcasters, **other._upcasters}
         return merged
 
+    def upcasts(self, event_type: str, from_version: int) -> bool:
+        """Whether a version ``from_version`` payload can be upcast to the current version."""
+        event_class = self._current.get(event_type)
+        if event_class is None:
+            return False
+        return all(
+            (event_type, version) in self._upcasters
+            for version in range(from_version, event_class.schema_version)
+        )
+
     def knows(self, event_type: str) -> bool:
         return event_type in self._current
 

@@ -34,6 +34,7 @@ from ipmg_shared.consumer import (
 from ipmg_shared.db import Migration, create_pool
 from ipmg_shared.events import EventRegistry
 from ipmg_shared.guards import public
+from ipmg_shared.http_metrics import instrument_http
 from ipmg_shared.logging import get_logger
 from ipmg_shared.metrics import CONSUMER_LAG
 from ipmg_shared.problems import BodySizeLimit, install_problem_handlers, problem
@@ -485,6 +486,7 @@ class ServiceRuntime:
         app.state.runtime = self
         install_problem_handlers(app)
         app.add_middleware(BodySizeLimit, max_bytes=self.settings.max_request_bytes)
+        instrument_http(app)
         app.include_router(health_router(self))
         for router in [*self.definition.routers(), *extra_routers]:
             app.include_router(router)
@@ -514,11 +516,17 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
 
     @router.get("/asyncapi.json", summary="The AsyncAPI document of this service's topic")
     async def asyncapi() -> dict[str, Any]:
+        name = runtime.definition.name
         registry = runtime.definition.registry
-        if registry is None:
-            return asyncapi_document({}, runtime.settings.topics)
+        settings = runtime.settings
+        registries = {} if registry is None else {name: registry.merge(SYSTEM_EVENTS)}
         return asyncapi_document(
-            {runtime.definition.name: registry.merge(SYSTEM_EVENTS)}, runtime.settings.topics
+            registries,
+            settings.topics,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            partitions=settings.topic_partitions,
+            replicas=settings.topic_replication_factor,
+            consumers=(name,),
         )
 
     @router.get("/metrics", include_in_schema=False)

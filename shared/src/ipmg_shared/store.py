@@ -28,6 +28,7 @@ from ipmg_shared.canonical import GENESIS_HASH, canonical_bytes, format_instant
 from ipmg_shared.chain import ChainReport, ChainVerifier
 from ipmg_shared.envelope import Envelope, hash_event_fields
 from ipmg_shared.events import DomainEvent, EventRegistry, JsonObject
+from ipmg_shared.metrics import EVENTS_APPENDED
 
 if TYPE_CHECKING:
     from ipmg_shared.db import DbConnection
@@ -459,6 +460,7 @@ class EventStore:
             APPEND_EVENTS, *self._write_arguments(plan)
         ):
             self._head = (plan.last_position, plan.last_hash)
+            EVENTS_APPENDED.labels(self.source).inc(len(plan.rows))
             return plan.outcomes
         async with _locked_transaction(connection):
             # A statement after the lock's: its snapshot sees every append committed before
@@ -482,6 +484,8 @@ class EventStore:
             ):
                 raise RuntimeError("the append lock did not keep what was read under it")
         self._head = (plan.last_position, plan.last_hash)
+        # Counted here, once committed, so every append counts whoever makes it.
+        EVENTS_APPENDED.labels(self.source).inc(len(plan.rows))
         return plan.outcomes
 
     def _plan_from_last_write(self, batch: list[PendingAppend]) -> BatchPlan | None:

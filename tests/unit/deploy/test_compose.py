@@ -32,9 +32,10 @@ from urllib.parse import urlsplit
 import jsonschema_rs
 import pytest
 import yaml
-from prometheus_client import Counter, Gauge
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.metrics_core import Metric
 
-from ipmg_shared import metrics
+from ipmg_shared import http_metrics, metrics
 from ipmg_shared.kafka_acls import ADMIN_PRINCIPAL, USERS, VIEWER, service_principal
 from ipmg_shared.settings import DEFAULT_HTTP_PORTS, SERVICES, WRITE_SOURCES, Settings
 from ipmg_shared.topics import topic_specs
@@ -1004,12 +1005,23 @@ def test_dockerignore_keeps_out_secrets_history_and_caches(path: str) -> None:
 
 def known_metrics() -> set[str]:
     names = set()
+    for family in http_metrics_registered():
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names |= {f"{family.name}_{part}" for part in ("bucket", "count", "sum")}
     for value in vars(metrics).values():
         if isinstance(value, Counter):
             names |= {f"{family.name}_total" for family in value.describe()}
         elif isinstance(value, Gauge):
             names |= {family.name for family in value.describe()}
     return names
+
+
+def http_metrics_registered() -> list[Metric]:
+    """The HTTP request metrics the instrumentation library registers for every service."""
+    assert http_metrics.HTTP_METRICS
+    return [family for family in REGISTRY.collect() if family.name.startswith("ipmg_http_")]
 
 
 def metric_names(expression: str) -> set[str]:

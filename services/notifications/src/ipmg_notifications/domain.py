@@ -94,6 +94,15 @@ class MissingFacts(Exception):
     of the handler: the consumer runner delivers each stream in order, gaps refused)."""
 
 
+def days_after(day: date, days: int) -> date:
+    """``day`` moved by ``days`` (negative: before), held at the calendar's ends: the
+    contract allows any date from year 1 to 9999, and arithmetic must not overflow on them."""
+    try:
+        return day + timedelta(days=days)
+    except OverflowError:
+        return date.max if days > 0 else date.min
+
+
 def long_date(day: date) -> str:
     return f"{day.day} {day:%B %Y}"
 
@@ -253,7 +262,7 @@ def notices_for(event: DomainEvent, facts: Facts) -> list[Notice]:
                         "signed_on": event.signed_on,
                         "signatories": signatories,
                     },
-                    relevant_until=event.signed_on + SIGNED_TEXT_NEWS_FOR,
+                    relevant_until=days_after(event.signed_on, SIGNED_TEXT_NEWS_FOR.days),
                 )
                 for unit in resolution.responsible_units
             ]
@@ -451,18 +460,10 @@ class ReminderDue:
 def reminder_day(kind: ReminderKind, due_on: date, policy: ReminderPolicy) -> date:
     """The first day a reminder of ``kind`` for ``due_on`` may go out."""
     if kind is ReminderKind.FEEDBACK_DUE:
-        return _shifted(due_on, -policy.lead_days)
+        return days_after(due_on, -policy.lead_days)
     if kind is ReminderKind.ACTION_OVERDUE:
-        return _shifted(due_on, 1)  # overdue: the due day itself has passed
+        return days_after(due_on, 1)  # overdue: the due day itself has passed
     return due_on  # a digest goes out on the first day of the next quarter
-
-
-def _shifted(day: date, days: int) -> date:
-    # Stored history may hold dates near year 1 or 9999: clamp rather than overflow.
-    try:
-        return day + timedelta(days=days)
-    except OverflowError:
-        return date.min if days < 0 else date.max
 
 
 def _in_window(kind: ReminderKind, due_on: date, today: date, policy: ReminderPolicy) -> bool:

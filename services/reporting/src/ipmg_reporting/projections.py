@@ -30,6 +30,7 @@ from ipmg_contracts import notifications as notification_events
 from ipmg_contracts import resolutions as resolution_events
 from ipmg_shared.actors import Role, Unit
 from ipmg_shared.canonical import format_instant
+from ipmg_shared.checkpoints import SYSTEM_EVENTS
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.events import DomainEvent, EventDecodingError, EventRegistry, JsonObject
 
@@ -45,6 +46,12 @@ SOURCES: Mapping[str, EventRegistry] = {
     "meetings": meeting_events.REGISTRY,
     "resolutions": resolution_events.REGISTRY,
     "notifications": notification_events.REGISTRY,
+}
+
+# As the live consumer decodes: a source's own events and the system events (signed
+# checkpoints) every source publishes, whose streams are tracked without a document.
+DECODERS: Mapping[str, EventRegistry] = {
+    source: registry.merge(SYSTEM_EVENTS) for source, registry in SOURCES.items()
 }
 
 UNIT_NAMES = {
@@ -765,6 +772,14 @@ class Skipped:
     detail: str
 
 
+@dataclass(frozen=True)
+class Passed:
+    """A system event (a signed checkpoint) applied: its stream moved on, nothing else."""
+
+
+PASSED = Passed()
+
+
 @dataclass
 class SourceProgress:
     last_position: int = 0
@@ -816,7 +831,7 @@ class Model:
         document: Document = self._kind(key.kind).pop(key.entity_id)
         return document
 
-    def apply(self, envelope: Envelope, event: DomainEvent) -> Change | Skipped:
+    def apply(self, envelope: Envelope, event: DomainEvent) -> Change | Skipped | Passed:
         """Apply one event once, in stream order, as the live consumer does."""
         last = self.streams.get(envelope.stream_id, 0)
         if envelope.stream_version <= last:
@@ -826,6 +841,9 @@ class Model:
                 "stream_gap",
                 f"{envelope.stream_id}: expected {last + 1}, got {envelope.stream_version}",
             )
+        if SYSTEM_EVENTS.knows(envelope.type):
+            self._moved_on(envelope)
+            return PASSED
         key = document_key(event)
         try:
             change = project(None if key is None else self.document(key), envelope, event)
@@ -836,13 +854,16 @@ class Model:
         if self.keep_timeline:
             for entry in change.timeline.entries():
                 self.timeline.setdefault(entry.entity_id, []).append(entry)
+        self._moved_on(envelope)
+        return change
+
+    def _moved_on(self, envelope: Envelope) -> None:
         self.streams[envelope.stream_id] = envelope.stream_version
         progress = self.sources.setdefault(envelope.source, SourceProgress())
         progress.last_position = max(progress.last_position, envelope.position)
         progress.events_applied += 1
-        return change
 
-    def apply_json(self, data: JsonObject | str | bytes) -> Change | Skipped:
+    def apply_json(self, data: JsonObject | str | bytes) -> Change | Skipped | Passed:
         decoded = decode(data)
         if isinstance(decoded, Skipped):
             self.skipped[decoded.reason] += 1
@@ -874,7 +895,7 @@ def decode(data: JsonObject | str | bytes | Envelope) -> tuple[Envelope, DomainE
         return Skipped("undecodable", str(error).splitlines()[0])
     if isinstance(data, (str, bytes)) and holds_nul(envelope, data):
         return Skipped("undecodable", NUL_HELD)
-    registry = SOURCES.get(envelope.source)
+    registry = DECODERS.get(envelope.source)
     if registry is None:
         return Skipped("unknown_source", f"reporting does not read {envelope.source!r}")
     try:

@@ -659,7 +659,7 @@ class Fold:
                 early.append(received)
                 continue
             change = self.model.apply(envelope, received.event)
-            if not isinstance(change, Skipped):
+            if isinstance(change, Change):
                 applied.append((received, change))
         await self._written()
         self.documents.touched(keys)
