@@ -11,10 +11,12 @@ import hashlib
 import re
 from importlib.resources import files
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from ipmg_shared.guards import public
 
 DOCS_PATH = "/docs"
 ASSETS_PATH = "/docs/assets"
@@ -26,7 +28,7 @@ def install_offline_docs(app: FastAPI) -> None:
     """Serve Swagger UI at ``/docs`` for ``app`` (created with ``docs_url=None``)."""
     app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="swagger-ui-assets")
 
-    @app.get(DOCS_PATH, include_in_schema=False)
+    @app.get(DOCS_PATH, include_in_schema=False, dependencies=[Depends(public())])
     async def docs() -> HTMLResponse:
         page = get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",
@@ -44,7 +46,9 @@ def install_offline_docs(app: FastAPI) -> None:
         page.headers["Referrer-Policy"] = "no-referrer"
         return page
 
-    @app.get(f"{DOCS_PATH}/oauth2-redirect", include_in_schema=False)
+    @app.get(
+        f"{DOCS_PATH}/oauth2-redirect", include_in_schema=False, dependencies=[Depends(public())]
+    )
     async def oauth2_redirect() -> HTMLResponse:
         return get_swagger_ui_oauth2_redirect_html()
 

@@ -16,6 +16,7 @@ from ipmg_notifications.main import service as notifications
 from ipmg_reporting.main import service as reporting
 from ipmg_resolutions.main import service as resolutions
 from ipmg_shared.actors import Actor, Role, Unit
+from ipmg_shared.api_docs import ASSETS_PATH
 from ipmg_shared.guards import permission_of
 from ipmg_shared.policy import REFUSED_FOR_OTHER_UNITS, Permission, Resource, allows
 from ipmg_shared.runtime import ServiceRuntime
@@ -76,7 +77,7 @@ def application(name: str) -> FastAPI:
 
 def routes_of(name: str, app: FastAPI) -> tuple[list[Route], list[str]]:
     """The app's routes, and the paths of those that are not FastAPI's own documents."""
-    documents = {getattr(app, attribute) for attribute in FASTAPI_DOCUMENTS}
+    documents = {getattr(app, attribute) for attribute in FASTAPI_DOCUMENTS} | {ASSETS_PATH}
     found, unknown = [], []
     for context in iter_route_contexts(app.routes):
         dependant = getattr(context, "dependant", None)

@@ -12,12 +12,13 @@ import math
 import time
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from ipmg_reporting.auth import TOKEN_COOKIE
 from ipmg_reporting.pages import render
 from ipmg_shared.auth import AuthenticationFailed, token_verifier
+from ipmg_shared.guards import public
 from ipmg_shared.settings import Settings
 
 router = APIRouter(include_in_schema=False)
@@ -39,7 +40,8 @@ def _refused(status: int, message: str) -> Response:
     return render("login.html", status=status, message=message, ask_token=True)
 
 
-@router.post("/sign-in")
+# Open to everyone: the token posted is what is checked.
+@router.post("/sign-in", dependencies=[Depends(public())])
 async def sign_in(request: Request) -> Response:
     if not same_origin(request):
         return _refused(403, "sign in from the dashboard's own page")
@@ -65,7 +67,7 @@ async def sign_in(request: Request) -> Response:
     return response
 
 
-@router.post("/sign-out")
+@router.post("/sign-out", dependencies=[Depends(public())])
 async def sign_out(request: Request) -> Response:
     if not same_origin(request):
         return _refused(403, "sign out from the dashboard's own page")
