@@ -180,7 +180,7 @@ class ProjectionReader:
     ) -> None:
         self.pool = pool
         self.acquire_timeout_s = acquire_timeout_s
-        self.replays = replays or AsOfReplays(concurrency=2, cache_size=0)
+        self.replays = replays or AsOfReplays(concurrency=1, cache_size=0)
         self.rate_limit = rate_limit
 
     def admit(self, subject: str, as_of: datetime | None) -> None:
