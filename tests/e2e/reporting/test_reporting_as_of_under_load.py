@@ -167,6 +167,11 @@ async def test_a_subject_over_its_rate_gets_429_and_another_does_not(
             for _ in range(RATE_PER_MINUTE)
         ]
         refused = await as_of_tracker(client, loaded, "busy@ncsw.gov.pk", instant)
+        refused_page = await client.get(
+            f"{loaded.url}/",
+            params={"as_of": instant.isoformat()},
+            headers=loaded.headers("busy@ncsw.gov.pk"),
+        )
         live = await client.get(
             f"{loaded.url}/reports/resolutions", headers=loaded.headers("busy@ncsw.gov.pk")
         )
@@ -177,6 +182,8 @@ async def test_a_subject_over_its_rate_gets_429_and_another_does_not(
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["status"] == 429
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused_page.status_code == 429, "the dashboard's as-of view counts too"
+    assert 1 <= int(refused_page.headers["Retry-After"]) <= 60
     assert live.status_code == 200, "the live reports are not limited"
     assert other.status_code == 200, other.text
     assert other.json() == allowed[0].json()
