@@ -72,7 +72,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return problem(error.status_code, str(error.detail), str(error.detail))
+        return problem(
+            error.status_code,
+            str(error.detail),
+            str(error.detail),
+            headers=None if error.headers is None else dict(error.headers),
+        )
 
     @app.exception_handler(AuthenticationFailed)
     async def _unauthenticated(request: Request, error: AuthenticationFailed) -> JSONResponse:

@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     # Processes a projection rebuild folds with, side by side; 0: one per CPU this process may
     # use (its affinity and its cgroup's CPU quota), at most one per partition.
     rebuild_workers: int = Field(default=0, ge=0, le=64)
+    # Reporting's answers as of a past instant: folds at once (in threads, which share the
+    # GIL: more than one buys no speed), folds kept, as-of requests a subject may make a minute.
+    reporting_as_of_concurrency: int = Field(default=1, ge=1, le=64)
+    reporting_as_of_cache_size: int = Field(default=16, ge=0)
+    reporting_as_of_per_minute: int = Field(default=30, ge=1)
 
     @property
     def topics(self) -> TopicNames:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ipmg_contracts.notifications import NotificationKind
 from ipmg_contracts.resolutions import PriorityArea, ResolutionStatus
+from ipmg_reporting.as_of_replays import AsOfRateLimit, AsOfRateLimited, AsOfReplays
 from ipmg_reporting.auth import browser_actor
 from ipmg_reporting.live import DocumentsUnreadable, ProjectionReader, Snapshot
 from ipmg_reporting.pages import render_quarterly
@@ -75,8 +76,15 @@ def projection_reader(request: Request) -> ProjectionReader:
     context: ServiceContext = request.app.state.context
     reader = context.extras.get("projection_reader")
     if not isinstance(reader, ProjectionReader):
+        settings = context.settings
         reader = ProjectionReader(
-            context.pool, acquire_timeout_s=context.settings.pool_acquire_timeout_s
+            context.pool,
+            acquire_timeout_s=settings.pool_acquire_timeout_s,
+            replays=AsOfReplays(
+                concurrency=settings.reporting_as_of_concurrency,
+                cache_size=settings.reporting_as_of_cache_size,
+            ),
+            rate_limit=AsOfRateLimit(settings.reporting_as_of_per_minute),
         )
         context.extras["projection_reader"] = reader
     return reader
@@ -85,13 +93,23 @@ def projection_reader(request: Request) -> ProjectionReader:
 Reader = Annotated[ProjectionReader, Depends(projection_reader)]
 
 
-async def read_snapshot(reader: ProjectionReader, as_of: datetime | None) -> Snapshot:
+async def read_snapshot(reader: ProjectionReader, as_of: datetime | None, actor: Actor) -> Snapshot:
+    admit(reader, actor, as_of)
     try:
         return await reader.snapshot(as_of)
     except DocumentsUnreadable as error:
         raise HTTPException(
             503, "the projection is being rebuilt for this version; retry shortly"
         ) from error
+
+
+def admit(reader: ProjectionReader, actor: Actor, as_of: datetime | None) -> None:
+    try:
+        reader.admit(actor.subject, as_of)
+    except AsOfRateLimited as refused:
+        raise HTTPException(
+            429, "Too many as-of requests", headers={"Retry-After": str(refused.retry_after_s)}
+        ) from refused
 
 
 @router.get("/resolutions", response_model=list[TrackerRow])
@@ -104,7 +122,7 @@ async def resolution_tracker(
     priority_area: PriorityArea | None = None,
 ) -> list[TrackerRow]:
     """Every resolution: state, meeting, priority area, feedback, signatories, actions."""
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     rows = tracker(
         snap.documents,
         reference_day(snap.instant),
@@ -119,7 +137,7 @@ async def resolution_tracker(
 async def one_resolution(
     resolution_id: str, actor: CurrentActor, reader: Reader, as_of: AsOf
 ) -> TrackerRow:
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     for row in tracker(snap.documents, reference_day(snap.instant)):
         if row.resolution_id == resolution_id:
             return withheld(row, personal_data_unit(actor, READ))
@@ -135,7 +153,7 @@ async def unit_scorecards(
 ) -> list[UnitScorecard]:
     """Per quarter and unit: actions assigned, completed, in progress, blocked, overdue,
     on-time completion rate, and feedback turnaround."""
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     return scorecards(snap.documents, reference_day(snap.instant), quarter)
 
 
@@ -147,7 +165,7 @@ async def meetings(
     quarter: Annotated[PlausibleQuarter | None, Query(examples=["2016-Q1"])] = None,
 ) -> list[MeetingRow]:
     """Meeting history: quarter, host (the rotation), date, occasion, attendance per unit."""
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     return meeting_history(snap.documents, quarter)
 
 
@@ -156,7 +174,7 @@ async def overdue(
     actor: CurrentActor, reader: Reader, as_of: AsOf, unit: Unit | None = None
 ) -> list[OverdueAction]:
     """Open actions past their due day: what is late, by how long, which unit."""
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     return overdue_actions(
         snap.documents, reference_day(snap.instant), unit=None if unit is None else unit.value
     )
@@ -181,7 +199,7 @@ async def notifications(
     unit's only, as the notifications service shows them."""
     require(actor, READ_NOTIFICATIONS, unit)
     unit = unit or personal_data_unit(actor, READ_NOTIFICATIONS)
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     return notification_log(
         snap.documents,
         unit=None if unit is None else unit.value,
@@ -196,6 +214,7 @@ async def timeline(
 ) -> list[TimelineEntry]:
     """Every event of an entity (a meeting or resolution id, or a unit slug), oldest first,
     with actor, time, position and a one-line summary."""
+    admit(reader, actor, as_of)
     return withheld_timeline(
         await reader.timeline_of(entity_id, as_of), personal_data_unit(actor, READ)
     )
@@ -209,7 +228,7 @@ async def recent(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[TimelineEntry]:
     """The latest events of every entity, newest first."""
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     return withheld_timeline(
         await reader.recent_events(snap, limit), personal_data_unit(actor, READ)
     )
@@ -218,7 +237,7 @@ async def recent(
 @router.get("/quarters", response_model=list[str])
 async def known_quarters(actor: CurrentActor, reader: Reader, as_of: AsOf) -> list[str]:
     """Quarters with a meeting, an action plan or a circulation, oldest first."""
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     return quarters(snap.documents)
 
 
@@ -227,7 +246,7 @@ async def quarterly_csv(
     quarter: QuarterParam, actor: BrowserActor, reader: Reader, as_of: AsOf
 ) -> Response:
     """The quarterly report as CSV: one row per action of the quarter's action plans."""
-    report = await _quarterly(reader, quarter, as_of)
+    report = await _quarterly(reader, quarter, as_of, actor)
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\r\n").writerows(quarter_csv_rows(report))
     return Response(
@@ -242,7 +261,7 @@ async def quarterly_html(
     quarter: QuarterParam, actor: BrowserActor, reader: Reader, as_of: AsOf
 ) -> HTMLResponse:
     """The quarterly report as a printable page."""
-    report = await _quarterly(reader, quarter, as_of)
+    report = await _quarterly(reader, quarter, as_of, actor)
     return render_quarterly(withheld(report, personal_data_unit(actor, READ)))
 
 
@@ -251,13 +270,15 @@ async def quarterly_json(
     quarter: QuarterParam, actor: CurrentActor, reader: Reader, as_of: AsOf
 ) -> QuarterlyReport:
     """The quarterly report: its meetings, resolutions passed, actions and scorecards."""
-    return withheld(await _quarterly(reader, quarter, as_of), personal_data_unit(actor, READ))
+    return withheld(
+        await _quarterly(reader, quarter, as_of, actor), personal_data_unit(actor, READ)
+    )
 
 
 async def _quarterly(
-    reader: ProjectionReader, quarter: str, as_of: datetime | None
+    reader: ProjectionReader, quarter: str, as_of: datetime | None, actor: Actor
 ) -> QuarterlyReport:
-    snap = await read_snapshot(reader, as_of)
+    snap = await read_snapshot(reader, as_of, actor)
     return quarterly_report(snap.documents, quarter, snap.instant)
 
 

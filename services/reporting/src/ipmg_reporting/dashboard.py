@@ -18,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic_core import PydanticCustomError
 
 from ipmg_reporting.api import projection_reader
+from ipmg_reporting.as_of_replays import AsOfRateLimited
 from ipmg_reporting.auth import TOKEN_COOKIE, bearer_scheme, browser_token, optional_browser_actor
 from ipmg_reporting.charts import BarChart, scorecard_chart
 from ipmg_reporting.live import DocumentsUnreadable, ProjectionStatus
@@ -103,6 +104,16 @@ async def dashboard(
     if isinstance(instant, str):
         return render("login.html", status=422, message=instant, ask_token=False)
     reader = projection_reader(request)
+    try:
+        reader.admit(actor.subject, instant)
+    except AsOfRateLimited as refused:
+        return render(
+            "login.html",
+            status=429,
+            headers={"Retry-After": str(refused.retry_after_s)},
+            message=f"{refused}",
+            ask_token=False,
+        )
     try:
         snap = await reader.snapshot(instant)
     except DocumentsUnreadable:

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from pydantic import ValidationError
 
+from ipmg_reporting.as_of_replays import AsOfRateLimit, AsOfReplays
 from ipmg_reporting.projections import (
     CONSUMER,
     DOCUMENT_MODELS,
     NUL_HELD,
     PROJECTION_VERSION,
+    SOURCES,
     Document,
     DocumentKind,
     Documents,
@@ -148,6 +150,13 @@ def read_document(kind: DocumentKind | str, data: Any) -> Document:
 
 # --- what reports read --------------------------------------------------------------------
 
+# Each source's last position, from the primary key's index: a new event changes it.
+LOG_HEAD = """
+SELECT source, (SELECT max(position) FROM event_log WHERE event_log.source = sources.source)
+    AS last
+FROM unnest($1::text[]) AS sources (source) ORDER BY source
+"""
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -161,9 +170,23 @@ class Snapshot:
 class ProjectionReader:
     """Reads for reports: the live copy, or reporting's log folded up to an instant."""
 
-    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        acquire_timeout_s: float = 10.0,
+        replays: AsOfReplays | None = None,
+        rate_limit: AsOfRateLimit | None = None,
+    ) -> None:
         self.pool = pool
         self.acquire_timeout_s = acquire_timeout_s
+        self.replays = replays or AsOfReplays(concurrency=1, cache_size=0)
+        self.rate_limit = rate_limit
+
+    def admit(self, subject: str, as_of: datetime | None) -> None:
+        """Raises ``AsOfRateLimited`` when the subject is over its rate of as-of answers."""
+        if as_of is not None and self.rate_limit is not None:
+            self.rate_limit.check(subject)
 
     async def snapshot(self, as_of: datetime | None) -> Snapshot:
         if as_of is not None:
@@ -178,20 +201,23 @@ class ProjectionReader:
 
     async def model_as_of(self, as_of: datetime) -> Model:
         """The same projection code over reporting's log, up to events recorded at ``as_of``."""
-        model = Model()
-        async with (
-            self.pool.acquire(timeout=self.acquire_timeout_s) as connection,
-            connection.transaction(readonly=True),
-        ):
+        async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
+            head = await connection.fetch(LOG_HEAD, list(SOURCES))
+        return await self.replays.model(
+            as_of,
+            tuple((row["source"], row["last"] or 0) for row in head),
+            lambda: self._envelopes_until(as_of),
+        )
+
+    async def _envelopes_until(self, as_of: datetime) -> list[str]:
+        async with self.pool.acquire(timeout=self.acquire_timeout_s) as connection:
             # Each source in position order; how sources interleave does not matter.
-            async for row in connection.cursor(
+            rows = await connection.fetch(
                 "SELECT envelope::text AS envelope FROM event_log WHERE recorded_at <= $1 "
                 "ORDER BY source, position",
                 as_of,
-                prefetch=2000,
-            ):
-                model.apply_json(row["envelope"])
-        return model
+            )
+        return [row["envelope"] for row in rows]
 
     async def timeline_of(self, entity_id: str, as_of: datetime | None) -> list[TimelineEntry]:
         if as_of is not None:
