@@ -95,6 +95,16 @@ def test_each_broker_holds_its_own_certificate_which_the_pki_job_issues(name: st
     assert "postgres" in pki_env["IPMG_PKI_POSTGRES_HOSTS"].split()
 
 
+def test_the_broker_health_check_asks_by_the_name_its_certificate_carries() -> None:
+    # Host names are verified over TLS: 127.0.0.1 is not a name on the broker's certificate.
+    for broker, service in services(rendered({})).items():
+        if "KAFKA_NODE_ID" not in environment_of(service):
+            continue
+        check = service["healthcheck"]["test"][1]
+        assert '--bootstrap-server "$(hostname)":9092' in check, broker
+        assert service["hostname"] == broker
+
+
 def test_the_pki_job_alone_holds_the_ca_key() -> None:
     compose = rendered({})
     for name, service in services(compose).items():
