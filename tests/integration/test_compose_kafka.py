@@ -221,3 +221,30 @@ async def test_a_client_that_does_not_trust_the_deployment_ca_is_refused(
     with pytest.raises(KafkaConnectionError):
         await asyncio.wait_for(producer.start(), 30)
     await producer.stop()
+
+
+def test_the_launchers_admin_settings_reach_the_broker_over_tls(
+    compose_broker: tuple[str, str, Path],
+) -> None:
+    """The client settings the launcher writes for the health check and the operators' Kafka
+    tools (SASL_SSL, the PEM truststore), used by one of those tools."""
+    bootstrap, admin_password, cafile = compose_broker
+    asyncio.run(
+        wait_for_broker(principal_settings(bootstrap, ADMIN_PRINCIPAL, admin_password, cafile))
+    )
+    admin_properties = cafile.parents[2] / "run" / "admin.properties"
+    assert "security.protocol=SASL_SSL" in admin_properties.read_text()
+    kafka_configs = ["java", "-Xmx128m", "-cp", f"{kafka_libs()}/*", "kafka.admin.ConfigCommand"]
+    described = subprocess.run(
+        [
+            *kafka_configs,
+            *("--bootstrap-server", bootstrap, "--command-config", str(admin_properties)),
+            *("--describe", "--entity-type", "users", "--entity-name", ADMIN_PRINCIPAL),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert described.returncode == 0, described.stderr[-2000:]
+    assert "SCRAM-SHA-512" in described.stdout
