@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.support.processes import IPMG
 from tests.unit.deploy.test_compose import (
     DEPLOY,
     ENV_EXAMPLE,
@@ -285,3 +286,59 @@ def test_containers_run_as_their_own_users_not_root() -> None:
 
 def test_the_pin_script_is_executable() -> None:
     assert os.access(DEPLOY / "pin-images.sh", os.X_OK)
+
+
+def run_pki_job(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(IPMG), "pki", "ensure"],
+        env={"PATH": os.environ["PATH"], "HOME": env["IPMG_PKI_DIR"], **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_pki_job_issues_what_each_server_mounts(tmp_path: Path) -> None:
+    compose = rendered({})
+    env = {
+        key: value
+        for key, value in environment_of(services(compose)["pki"]).items()
+        if key.startswith("IPMG_PKI_")
+    }
+    uid = os.geteuid()  # the compose owners need root; the layout is what is checked here
+    env |= {
+        "IPMG_PKI_CA_DIR": str(tmp_path / "ca"),
+        "IPMG_PKI_DIR": str(tmp_path / "pki"),
+        "IPMG_PKI_OWNERS": f"kafka={uid} postgres={uid}",
+    }
+    result = run_pki_job(env)
+    assert result.returncode == 0, result.stderr
+    for name, service in services(compose).items():
+        for mount in mounts(service):
+            if isinstance(mount, dict) and mount["source"] == "pki":
+                folder = tmp_path / "pki" / mount["volume"]["subpath"]
+                assert (folder / "ca.crt").is_file(), name
+    postgres = command_options(services(compose)["postgres"])
+    for option in ("ssl_cert_file", "ssl_key_file"):
+        assert (tmp_path / "pki" / "postgres" / Path(postgres[option]).name).is_file()
+    for broker in ("kafka", "kafka-2", "kafka-3"):
+        kafka = environment_of(services(compose)[broker])
+        stored = Path(kafka["KAFKA_SSL_KEYSTORE_LOCATION"]).name
+        assert (tmp_path / "pki" / "kafka" / broker / stored).is_file()
+        assert (tmp_path / "pki" / "kafka" / broker / f"{stored}.password").is_file()
+
+
+def test_the_pki_job_refuses_a_malformed_owner_in_one_line(tmp_path: Path) -> None:
+    result = run_pki_job(
+        {
+            "IPMG_PKI_CA_DIR": str(tmp_path / "ca"),
+            "IPMG_PKI_DIR": str(tmp_path / "pki"),
+            "IPMG_PKI_BROKERS": "kafka",
+            "IPMG_PKI_OWNERS": "kafka=appuser",
+        }
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "'kafka=appuser': expected kafka=UID or postgres=UID" in result.stderr
+    assert not (tmp_path / "ca").exists()
