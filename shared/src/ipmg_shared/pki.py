@@ -9,8 +9,9 @@ consumer needs:
     kafka/<host>/ca.crt
     postgres/server.crt, server.key        PostgreSQL's key (mode 0600, owned by its user)
 
-A new CA (``new_ca``) keeps the old one in the trust bundle until ``retire_old_cas``, so clients
-trust both while the servers move to certificates of the new one.
+A new CA (``new_ca``) joins the trust bundle beside the old one, and server certificates stay
+as they are; once every client has the new bundle, ``renew`` reissues them from the new CA, and
+``retire_old_cas`` drops the old one.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def ensure(
 ) -> PkiReport:
     now = now or dt.datetime.now(dt.UTC)
     report = PkiReport()
-    ca_key, ca_cert, ca_is_new = _certificate_authority(ca_dir, now, new_ca=new_ca)
+    ca_key, ca_cert = _certificate_authority(ca_dir, now, new_ca=new_ca)
     if retire_old_cas:
         for old in (ca_dir / "previous").glob("*.crt"):
             old.unlink()
@@ -75,7 +76,7 @@ def ensure(
         folder = out_dir / "kafka" / host
         _write(folder / "ca.crt", bundle, 0o644)
         name = f"kafka/{host}"
-        if renew or ca_is_new or not _current(folder / "broker.crt", [host], ca_cert, now):
+        if renew or not _current(folder / "broker.crt", [host], trusted, now):
             key, cert = _leaf(ca_key, ca_cert, host, [host], now, unit=BROKER_UNIT)
             password = secrets.token_hex(24)
             store = pkcs12.serialize_key_and_certificates(
@@ -92,7 +93,7 @@ def ensure(
         folder = out_dir / "postgres"
         _write(folder / "ca.crt", bundle, 0o644)
         hosts = list(plan.postgres_hosts)
-        if renew or ca_is_new or not _current(folder / "server.crt", hosts, ca_cert, now):
+        if renew or not _current(folder / "server.crt", hosts, trusted, now):
             key, cert = _leaf(ca_key, ca_cert, hosts[0], hosts, now, unit="ipmg-postgres")
             owner = plan.owners.get("postgres")
             _write(folder / "server.key", _pkcs8(key), 0o600, owner)
@@ -106,19 +107,21 @@ def ensure(
 
 def _certificate_authority(
     ca_dir: Path, now: dt.datetime, *, new_ca: bool
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate, bool]:
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key_file, cert_file = ca_dir / "ca.key", ca_dir / "ca.crt"
     if key_file.exists() and cert_file.exists():
         cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
         key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)
         if not new_ca and cert.not_valid_after_utc - now > dt.timedelta(days=LEAF_DAYS):
-            return key, cert, False
+            return key, cert
         # Kept in the trust bundle while servers move to the new CA's certificates.
         serial = format(cert.serial_number, "x")
         _write(ca_dir / "previous" / f"{serial}.crt", cert_file.read_bytes(), 0o644)
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"IPMG Liaison CA {now:%Y-%m-%d}")])
+    # Unique, so an old and a new CA trusted side by side never share a name.
+    common_name = f"IPMG Liaison CA {now:%Y-%m-%d} {secrets.token_hex(4)}"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (
         _builder(name, name, key.public_key(), now, CA_DAYS)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -128,7 +131,7 @@ def _certificate_authority(
     )
     _write(key_file, _pkcs8(key), 0o600)
     _write(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    return key, cert, True
+    return key, cert
 
 
 def _previous_cas(ca_dir: Path, now: dt.datetime) -> list[x509.Certificate]:
@@ -177,18 +180,18 @@ def _leaf(
 
 
 def _current(
-    cert_file: Path, hosts: list[str], ca_cert: x509.Certificate, now: dt.datetime
+    cert_file: Path, hosts: list[str], trusted: list[x509.Certificate], now: dt.datetime
 ) -> bool:
-    """Issued by this CA, for exactly these names, and not due for renewal."""
+    """Issued by a CA still trusted, for exactly these names, and not due for renewal. A new CA
+    therefore leaves servers alone until ``renew``, once every client trusts it."""
     if not cert_file.exists():
         return False
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     return (
-        cert.issuer == ca_cert.subject
+        any(cert.issuer == ca.subject and _signed_by(cert, ca) for ca in trusted)
         and set(names) == {_san(host) for host in hosts}
         and cert.not_valid_after_utc - now > dt.timedelta(days=RENEW_WITHIN_DAYS)
-        and _signed_by(cert, ca_cert)
     )
 
 

@@ -71,16 +71,31 @@ def test_certificates_near_expiry_or_for_other_names_are_reissued(tmp_path: Path
 
 
 def test_a_new_ca_is_trusted_beside_the_old_one_until_the_old_is_retired(tmp_path: Path) -> None:
-    ensure(tmp_path / "ca", tmp_path / "out", PLAN, now=NOW)
-    [old] = bundle(tmp_path / "out")
-    report = ensure(tmp_path / "ca", tmp_path / "out", PLAN, new_ca=True, now=NOW)
-    assert len(report.issued) == 3
-    new, kept = bundle(tmp_path / "out")
+    out = tmp_path / "out"
+    ensure(tmp_path / "ca", out, PLAN, now=NOW)
+    [old] = bundle(out)
+    # Step 1: clients learn the new CA; servers keep their certificates meanwhile.
+    assert ensure(tmp_path / "ca", out, PLAN, new_ca=True, now=NOW).issued == []
+    new, kept = bundle(out)
     assert kept == old
-    assert new != old
-    certificate(tmp_path / "out" / "postgres" / "server.crt").verify_directly_issued_by(new)
-    ensure(tmp_path / "ca", tmp_path / "out", PLAN, retire_old_cas=True, now=NOW)
-    assert bundle(tmp_path / "out") == [new]
-    assert bundle(tmp_path / "out")[0] == certificate(
-        tmp_path / "out" / "kafka" / "kafka" / "ca.crt"
+    assert new.subject != old.subject
+    certificate(out / "postgres" / "server.crt").verify_directly_issued_by(old)
+    assert ensure(tmp_path / "ca", out, PLAN, now=NOW).issued == []
+    # Step 2: servers move to the new CA.
+    assert len(ensure(tmp_path / "ca", out, PLAN, renew=True, now=NOW).issued) == 3
+    certificate(out / "postgres" / "server.crt").verify_directly_issued_by(new)
+    # Step 3: the old CA is no longer trusted.
+    assert ensure(tmp_path / "ca", out, PLAN, retire_old_cas=True, now=NOW).issued == []
+    assert bundle(out) == [new]
+    assert bundle(out) == x509.load_pem_x509_certificates(
+        (out / "kafka" / "kafka" / "ca.crt").read_bytes()
     )
+
+
+def test_retiring_a_ca_reissues_what_it_still_vouched_for(tmp_path: Path) -> None:
+    ensure(tmp_path / "ca", tmp_path / "out", PLAN, now=NOW)
+    ensure(tmp_path / "ca", tmp_path / "out", PLAN, new_ca=True, now=NOW)
+    report = ensure(tmp_path / "ca", tmp_path / "out", PLAN, retire_old_cas=True, now=NOW)
+    assert len(report.issued) == 3
+    [only] = bundle(tmp_path / "out")
+    certificate(tmp_path / "out" / "postgres" / "server.crt").verify_directly_issued_by(only)
