@@ -10,6 +10,8 @@ import asyncio
 import pwd
 import shutil
 import ssl
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from ipmg_shared.db import connect
 from ipmg_shared.pki import PkiPlan, ensure
 from ipmg_shared.settings import Settings
 from tests.support.processes import REPO, PrivatePostgres, private_postgres
+from tests.unit.deploy.test_compose import loader_script
 
 pytestmark = pytest.mark.infra
 HOST = "127.0.0.1"
@@ -96,3 +99,48 @@ async def test_a_server_the_ca_does_not_vouch_for_is_refused(
     settings = verified(server, stranger)
     with pytest.raises(ssl.SSLCertVerificationError):
         await connect(settings.admin_dsn(), settings)
+
+
+CONNECT_AS_ADMIN = """
+import asyncio, os, sys
+import asyncpg
+
+async def main() -> None:
+    connection = await asyncpg.connect(sys.argv[1])
+    print(await connection.fetchval("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"))
+    await connection.close()
+
+asyncio.run(main())
+"""
+
+
+def test_the_admin_jobs_log_in_from_the_loaders_password_file(
+    tls_postgres: tuple[PrivatePostgres, Path], tmp_path: Path
+) -> None:
+    """What the migrate job and the ops container do: the compose loader turns the admin
+    password's secret file into PGPASSFILE, and asyncpg logs in with it over verified TLS."""
+    server, cafile = tls_postgres
+    (tmp_path / "postgres_password").write_text("postgres\n")
+    url = f"postgresql://postgres@{HOST}:{server.port}/postgres"
+    loader = ["/bin/sh", "-c", loader_script(), "ipmg-entrypoint"]
+    result = subprocess.run(
+        [
+            *loader,
+            sys.executable,
+            "-c",
+            CONNECT_AS_ADMIN,
+            f"{url}?sslmode=verify-full&sslrootcert={cafile}",
+        ],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "TMPDIR": str(tmp_path),
+            "PGPASSWORD_FILE": str(tmp_path / "postgres_password"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

@@ -711,6 +711,7 @@ def test_the_loader_reads_the_admin_password_file_and_runs_the_command(tmp_path:
         {
             "IPMG_JWT_SECRET_FILE": str(tmp_path / "jwt"),
             "PGPASSWORD_FILE": str(tmp_path / "admin"),
+            "TMPDIR": str(tmp_path),
             "IPMG_NOTIFICATIONS_SMTP_USERNAME": "",
             "IPMG_LOG_LEVEL": "INFO",
             "OTHER_FILE": str(tmp_path / "absent"),
@@ -726,8 +727,13 @@ def test_the_loader_reads_the_admin_password_file_and_runs_the_command(tmp_path:
     arguments, _, listing = result.stdout.partition("|two|")
     assert arguments == "one arg"
     env = dict(line.split("=", 1) for line in listing.splitlines() if "=" in line)
-    assert env["PGPASSWORD"] == "admin-pw"
+    # The admin password is a password file, never an environment variable (/proc).
+    assert "PGPASSWORD" not in env
+    assert "admin-pw" not in listing
     assert "PGPASSWORD_FILE" not in env
+    assert env["PGPASSFILE"] == str(tmp_path / "ipmg.pgpass")
+    assert (tmp_path / "ipmg.pgpass").read_text() == "*:*:*:*:admin-pw\n"
+    assert (tmp_path / "ipmg.pgpass").stat().st_mode & 0o777 == 0o600
     assert env["IPMG_LOG_LEVEL"] == "INFO"
     # Empty means unset: the service's own default applies (no SMTP username).
     assert "IPMG_NOTIFICATIONS_SMTP_USERNAME" not in env
@@ -737,7 +743,12 @@ def test_the_loader_reads_the_admin_password_file_and_runs_the_command(tmp_path:
 
 
 def test_the_loader_refuses_a_missing_secret(tmp_path: Path) -> None:
-    result = run_loader({"PGPASSWORD_FILE": str(tmp_path / "absent")}, "sh", "-c", "echo ran")
+    result = run_loader(
+        {"PGPASSWORD_FILE": str(tmp_path / "absent"), "TMPDIR": str(tmp_path)},
+        "sh",
+        "-c",
+        "echo ran",
+    )
     assert result.returncode != 0
     assert "ran" not in result.stdout
     assert "cannot read PGPASSWORD" in result.stderr
