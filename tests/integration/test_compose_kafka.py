@@ -1,11 +1,13 @@
 """deploy/compose.yaml's Kafka security on a real broker, without Docker.
 
 The compose launcher script (``x-kafka-launcher``) runs as written, its fixed paths mapped into
-a sandbox; the broker then starts from the official jars with the properties the apache/kafka
+a sandbox, with certificates made by the pki job's own code (``ipmg_shared.pki``); the broker
+then starts from the official jars with the properties the apache/kafka
 image makes of the ``kafka`` service's environment (``KAFKA_FOO_BAR`` -> ``foo.bar``, ``__`` ->
 ``_``, ``___`` -> ``-``). The migrate job's commands set the users and ACLs, and a service
-principal is held to its own topic: the JAAS file, listeners, mechanisms, authorizer and the
-super user's bootstrap credential are the compose file's own.
+principal is held to its own topic: the JAAS file, listeners (SASL_SSL for clients, mutual TLS
+for the controller), mechanisms, authorizer and the super user's bootstrap credential are the
+compose file's own.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import TopicAuthorizationFailedError
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from pydantic import SecretStr
 
 from ipmg_shared.kafka_acls import ADMIN_PRINCIPAL, USERS, service_principal
+from ipmg_shared.pki import PkiPlan, ensure
 from ipmg_shared.settings import Settings
 from ipmg_shared.topics import admin_client
 from tests.support.processes import IPMG, REPO, free_port
@@ -34,6 +37,8 @@ from tests.unit.deploy.test_compose import environment_of, kafka_launcher, rende
 
 pytestmark = pytest.mark.infra
 CONTAINER_RUN_DIR = "/tmp/ipmg-kafka"  # noqa: S108 - the launcher's folder in the container
+CONTAINER_PKI_DIR = "/etc/kafka/pki"
+BROKER_HOST = "127.0.0.1"
 
 # The image's start script, reduced to what matters here: environment to properties, then the
 # broker. Kafka's own launch script would add its JVM options; KAFKA_OPTS carries the JAAS file.
@@ -64,10 +69,13 @@ def kafka_libs() -> Path:
 
 
 @pytest.fixture(scope="module")
-def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """The compose ``kafka`` service as a local process; yields (bootstrap, admin password)."""
+def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """The compose ``kafka`` service as a local process; yields (bootstrap, admin password,
+    the CA bundle clients trust)."""
     assert shutil.which("java"), "Java 17+ is required (apt-get install openjdk-17-jre-headless)"
     sandbox = tmp_path_factory.mktemp("compose-kafka")
+    ensure(sandbox / "pki-ca", sandbox / "pki", PkiPlan(brokers=(BROKER_HOST,), postgres_hosts=()))
+    broker_pki = str(sandbox / "pki" / "kafka" / BROKER_HOST)
     password = secrets.token_hex(16)
     (sandbox / "kafka_admin_password").write_text(password + "\n")
     storage_tool = sandbox / "kafka-storage.sh"
@@ -88,7 +96,7 @@ def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     )
     port, controller_port = free_port(), free_port()
     env = {
-        key: value
+        key: value.replace(CONTAINER_PKI_DIR, broker_pki)
         for key, value in environment_of(rendered({})["services"]["kafka"]).items()
         if key != "KAFKA_HEAP_OPTS"
     }
@@ -109,7 +117,7 @@ def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         start_new_session=True,
     )
     try:
-        yield f"127.0.0.1:{port}", password
+        yield f"{BROKER_HOST}:{port}", password, sandbox / "pki" / "public" / "ca.crt"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -120,10 +128,11 @@ def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         log.close()
 
 
-def principal_settings(bootstrap: str, user: str, password: str) -> Settings:
+def principal_settings(bootstrap: str, user: str, password: str, cafile: Path) -> Settings:
     return Settings(
         kafka_bootstrap_servers=bootstrap,
-        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_security_protocol="SASL_SSL",
+        kafka_ssl_cafile=cafile,
         kafka_sasl_username=user,
         kafka_sasl_password=SecretStr(password),
         topic_prefix="compose.",
@@ -147,10 +156,10 @@ async def wait_for_broker(settings: Settings, timeout: float = 90) -> None:
 
 
 async def test_the_compose_broker_holds_each_service_to_its_topic(
-    compose_broker: tuple[str, str], tmp_path: Path
+    compose_broker: tuple[str, str, Path], tmp_path: Path
 ) -> None:
-    bootstrap, admin_password = compose_broker
-    admin = principal_settings(bootstrap, ADMIN_PRINCIPAL, admin_password)
+    bootstrap, admin_password, cafile = compose_broker
+    admin = principal_settings(bootstrap, ADMIN_PRINCIPAL, admin_password, cafile)
     await wait_for_broker(admin)
     passwords = {user: secrets.token_hex(16) for user in USERS}
     for user, password in passwords.items():
@@ -159,7 +168,8 @@ async def test_the_compose_broker_holds_each_service_to_its_topic(
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "IPMG_TOPIC_PREFIX": admin.topic_prefix,
-        "IPMG_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "IPMG_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "IPMG_KAFKA_SSL_CAFILE": str(cafile),
         "IPMG_KAFKA_SASL_USERNAME": ADMIN_PRINCIPAL,
         "IPMG_KAFKA_SASL_PASSWORD": admin_password,
     }
@@ -179,7 +189,9 @@ async def test_the_compose_broker_holds_each_service_to_its_topic(
         output, _ = await asyncio.wait_for(process.communicate(), 120)
         assert process.returncode == 0, f"ipmg {command}: {output.decode()}"
 
-    meetings = principal_settings(bootstrap, service_principal("meetings"), passwords["meetings"])
+    meetings = principal_settings(
+        bootstrap, service_principal("meetings"), passwords["meetings"], cafile
+    )
     producer = AIOKafkaProducer(
         **meetings.kafka_client_options(), acks="all", enable_idempotence=True
     )
@@ -190,3 +202,49 @@ async def test_the_compose_broker_holds_each_service_to_its_topic(
             await asyncio.wait_for(producer.send_and_wait("compose.resolutions.events", b"{}"), 20)
     finally:
         await producer.stop()
+
+
+async def test_a_client_that_does_not_trust_the_deployment_ca_is_refused(
+    compose_broker: tuple[str, str, Path], tmp_path: Path
+) -> None:
+    bootstrap, admin_password, cafile = compose_broker
+    await wait_for_broker(principal_settings(bootstrap, ADMIN_PRINCIPAL, admin_password, cafile))
+    stranger = ensure(tmp_path / "ca", tmp_path / "out", PkiPlan(brokers=(), postgres_hosts=()))
+    assert stranger.issued == []
+    other_ca = tmp_path / "out" / "public" / "ca.crt"
+    producer = AIOKafkaProducer(
+        **principal_settings(
+            bootstrap, ADMIN_PRINCIPAL, admin_password, other_ca
+        ).kafka_client_options(),
+        request_timeout_ms=5000,
+    )
+    with pytest.raises(KafkaConnectionError):
+        await asyncio.wait_for(producer.start(), 30)
+    await producer.stop()
+
+
+def test_the_launchers_admin_settings_reach_the_broker_over_tls(
+    compose_broker: tuple[str, str, Path],
+) -> None:
+    """The client settings the launcher writes for the health check and the operators' Kafka
+    tools (SASL_SSL, the PEM truststore), used by one of those tools."""
+    bootstrap, admin_password, cafile = compose_broker
+    asyncio.run(
+        wait_for_broker(principal_settings(bootstrap, ADMIN_PRINCIPAL, admin_password, cafile))
+    )
+    admin_properties = cafile.parents[2] / "run" / "admin.properties"
+    assert "security.protocol=SASL_SSL" in admin_properties.read_text()
+    kafka_configs = ["java", "-Xmx128m", "-cp", f"{kafka_libs()}/*", "kafka.admin.ConfigCommand"]
+    described = subprocess.run(
+        [
+            *kafka_configs,
+            *("--bootstrap-server", bootstrap, "--command-config", str(admin_properties)),
+            *("--describe", "--entity-type", "users", "--entity-name", ADMIN_PRINCIPAL),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert described.returncode == 0, described.stderr[-2000:]
+    assert "SCRAM-SHA-512" in described.stdout

@@ -316,8 +316,10 @@ def _add_operational_commands(first_argument: str | None) -> None:
     from ipmg_shared.audit_cli import add_contributed_commands, audit_app
     from ipmg_shared.contracts_cli import contracts_app
     from ipmg_shared.dlq import dlq_app
+    from ipmg_shared.pki_cli import pki_app
 
     app.add_typer(dlq_app, name="dlq")
+    app.add_typer(pki_app, name="pki")
     app.add_typer(contracts_app, name="contracts")
     add_contributed_commands()
     app.add_typer(audit_app, name="audit")

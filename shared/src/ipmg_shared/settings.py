@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     kafka_sasl_username: str = ""
     kafka_sasl_password: SecretStr = SecretStr("")
+    # With SASL_SSL: the CA bundle the brokers' certificates chain to (none: the system's CAs).
+    kafka_ssl_cafile: Path | None = None
     relay_batch_size: int = 1000
     relay_poll_interval_s: float = 1.0
     consumer_max_attempts: int = 3
@@ -156,14 +158,16 @@ class Settings(BaseSettings):
         return _with_database(url, database) if database else url
 
     def service_dsn(self, service: str) -> str:
-        """The URL a running service uses: its own role, its own database."""
+        """The URL a running service uses: its own role, its own database, and the admin URL's
+        query (``sslmode=verify-full&sslrootcert=…``), so TLS holds for every connection."""
         parts = urlsplit(self.database_url.get_secret_value())
         host = parts.hostname or "127.0.0.1"
         port = f":{parts.port}" if parts.port else ""
         user = quote(self.service_role(service), safe="")
         password = quote(self.service_db_password(service).get_secret_value(), safe="")
         netloc = f"{user}:{password}@{host}{port}"
-        return urlunsplit((parts.scheme, netloc, "/" + self.service_database(service), "", ""))
+        database = "/" + self.service_database(service)
+        return urlunsplit((parts.scheme, netloc, database, parts.query, ""))
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Connection and authentication keyword arguments for every aiokafka client."""
@@ -186,7 +190,8 @@ class Settings(BaseSettings):
         if self.kafka_security_protocol == "SASL_SSL":
             from aiokafka.helpers import create_ssl_context
 
-            options["ssl_context"] = create_ssl_context()  # the system's trusted CAs
+            cafile = str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+            options["ssl_context"] = create_ssl_context(cafile=cafile)
         return options
 
     def http_port(self, service: str) -> int:

@@ -37,6 +37,7 @@ from prometheus_client.metrics_core import Metric
 
 from ipmg_shared import http_metrics, metrics
 from ipmg_shared.kafka_acls import ADMIN_PRINCIPAL, USERS, VIEWER, service_principal
+from ipmg_shared.pki import BROKER_PRINCIPAL
 from ipmg_shared.settings import DEFAULT_HTTP_PORTS, SERVICES, WRITE_SOURCES, Settings
 from ipmg_shared.topics import topic_specs
 
@@ -431,10 +432,19 @@ def test_the_audit_watch_runs_as_the_settings_expect_and_only_reads() -> None:
     assert watch["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
 
 
+def signing_key_mounts(service: Json) -> list[Any]:
+    return [
+        mount
+        for mount in service.get("volumes", [])
+        if (isinstance(mount, dict) and mount["source"] == "signing-keys")
+        or (isinstance(mount, str) and mount.startswith("signing-keys:"))
+    ]
+
+
 def test_each_write_service_mounts_its_own_signing_key_alone_and_read_only() -> None:
     compose = rendered({})
     for name in WRITE_SOURCES:
-        assert services(compose)[name]["volumes"] == [
+        assert signing_key_mounts(services(compose)[name]) == [
             {
                 "type": "volume",
                 "source": "signing-keys",
@@ -443,7 +453,7 @@ def test_each_write_service_mounts_its_own_signing_key_alone_and_read_only() -> 
                 "volume": {"subpath": name},
             }
         ]
-    assert "volumes" not in services(compose)["reporting"]
+    assert signing_key_mounts(services(compose)["reporting"]) == []
     for writer in ("migrate", "ops"):
         assert "signing-keys:/var/lib/ipmg/keys" in services(compose)[writer]["volumes"]
 
@@ -561,12 +571,15 @@ def test_every_broker_authenticates_every_listener_and_authorizes(name: str) -> 
         )
         listeners = {entry.split("://")[0] for entry in env["KAFKA_LISTENERS"].split(",")}
         assert listeners <= set(protocols), broker
-        assert set(protocols.values()) == {"SASL_PLAINTEXT"}, f"{broker}: a listener without auth"
+        # Clients authenticate with SCRAM over TLS; brokers to the controller with their
+        # certificates (mutual TLS).
+        assert protocols == {"CLIENT": "SASL_SSL", "CONTROLLER": "SSL"}, broker
+        assert env["KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH"] == "required", broker
         assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
         assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == (
             "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
         )
-        assert env["KAFKA_SUPER_USERS"] == f"User:{ADMIN_PRINCIPAL}"
+        assert env["KAFKA_SUPER_USERS"] == f"User:{ADMIN_PRINCIPAL};User:{BROKER_PRINCIPAL}"
         assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
         assert kafka_secrets(service) == {"kafka_admin_password"}
         assert (
@@ -595,7 +608,7 @@ def test_each_service_is_its_own_kafka_principal_with_its_own_secret() -> None:
     for name in SERVICES:
         service = services(compose)[name]
         env = environment_of(service)
-        assert env["IPMG_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["IPMG_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
         assert env["IPMG_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
         assert env["IPMG_KAFKA_SASL_USERNAME"] == service_principal(name)
         mounted = mounted_secrets(service)
@@ -631,7 +644,7 @@ def test_the_kafka_ui_is_the_viewer() -> None:
     ui = services(rendered({}))["kafka-ui"]
     assert kafka_secrets(ui) == {f"kafka_{VIEWER}_password"}
     env = environment_of(ui)
-    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+    assert env["KAFKA_CLUSTERS_0_PROPERTIES_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert env["KAFKA_CLUSTERS_0_PROPERTIES_SASL_MECHANISM"] == "SCRAM-SHA-512"
     script = ui["entrypoint"][2]
     assert f'username=\\"{service_principal(VIEWER)}\\"' in script
@@ -698,6 +711,7 @@ def test_the_loader_reads_the_admin_password_file_and_runs_the_command(tmp_path:
         {
             "IPMG_JWT_SECRET_FILE": str(tmp_path / "jwt"),
             "PGPASSWORD_FILE": str(tmp_path / "admin"),
+            "TMPDIR": str(tmp_path),
             "IPMG_NOTIFICATIONS_SMTP_USERNAME": "",
             "IPMG_LOG_LEVEL": "INFO",
             "OTHER_FILE": str(tmp_path / "absent"),
@@ -713,8 +727,13 @@ def test_the_loader_reads_the_admin_password_file_and_runs_the_command(tmp_path:
     arguments, _, listing = result.stdout.partition("|two|")
     assert arguments == "one arg"
     env = dict(line.split("=", 1) for line in listing.splitlines() if "=" in line)
-    assert env["PGPASSWORD"] == "admin-pw"
+    # The admin password is a password file, never an environment variable (/proc).
+    assert "PGPASSWORD" not in env
+    assert "admin-pw" not in listing
     assert "PGPASSWORD_FILE" not in env
+    assert env["PGPASSFILE"] == str(tmp_path / "ipmg.pgpass")
+    assert (tmp_path / "ipmg.pgpass").read_text() == "*:*:*:*:admin-pw\n"
+    assert (tmp_path / "ipmg.pgpass").stat().st_mode & 0o777 == 0o600
     assert env["IPMG_LOG_LEVEL"] == "INFO"
     # Empty means unset: the service's own default applies (no SMTP username).
     assert "IPMG_NOTIFICATIONS_SMTP_USERNAME" not in env
@@ -724,7 +743,12 @@ def test_the_loader_reads_the_admin_password_file_and_runs_the_command(tmp_path:
 
 
 def test_the_loader_refuses_a_missing_secret(tmp_path: Path) -> None:
-    result = run_loader({"PGPASSWORD_FILE": str(tmp_path / "absent")}, "sh", "-c", "echo ran")
+    result = run_loader(
+        {"PGPASSWORD_FILE": str(tmp_path / "absent"), "TMPDIR": str(tmp_path)},
+        "sh",
+        "-c",
+        "echo ran",
+    )
     assert result.returncode != 0
     assert "ran" not in result.stdout
     assert "cannot read PGPASSWORD" in result.stderr

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import ssl
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 from faststream.security import SASLScram512
 from pydantic import SecretStr
 
@@ -23,6 +26,7 @@ from ipmg_shared.kafka_acls import (
     service_principal,
 )
 from ipmg_shared.kafka_admin import salted_password
+from ipmg_shared.pki import PkiPlan, ensure
 from ipmg_shared.runtime import broker_security
 from ipmg_shared.settings import SERVICES, WRITE_SOURCES, Settings, TopicNames
 from ipmg_shared.topics import topic_specs
@@ -187,3 +191,32 @@ def test_scram_salted_password_is_rfc_5802_hi_with_hmac_sha512() -> None:
         block = hmac.new(password.encode(), block, "sha512").digest()
         result ^= int.from_bytes(block, "big")
     assert salted_password(password, salt, iterations) == result.to_bytes(64, "big")
+
+
+def test_sasl_ssl_trusts_the_configured_ca_file(tmp_path: Path) -> None:
+    ensure(tmp_path / "ca", tmp_path / "out", PkiPlan(brokers=(), postgres_hosts=()))
+    cafile = tmp_path / "out" / "public" / "ca.crt"
+    settings = Settings(
+        **{**SASL, "kafka_security_protocol": "SASL_SSL", "kafka_ssl_cafile": cafile}  # type: ignore[arg-type]
+    )
+    # Only the deployment's CA: a certificate from any public CA is not a broker of ours.
+    ca_name = x509.load_pem_x509_certificate(cafile.read_bytes()).subject.rfc4514_string()
+    security = broker_security(settings)
+    assert security is not None
+    contexts: list[ssl.SSLContext | None] = [
+        settings.kafka_client_options()["ssl_context"],
+        security.ssl_context,
+    ]
+    for context in contexts:
+        assert context is not None
+        [trusted] = context.get_ca_certs()
+        assert trusted["subject"] == ((("commonName", ca_name.removeprefix("CN=")),),)
+        assert context.check_hostname
+
+
+def test_a_missing_ca_file_is_a_clear_error(tmp_path: Path) -> None:
+    settings = Settings(
+        **{**SASL, "kafka_security_protocol": "SASL_SSL", "kafka_ssl_cafile": tmp_path / "none"}  # type: ignore[arg-type]
+    )
+    with pytest.raises(FileNotFoundError):
+        settings.kafka_client_options()
