@@ -195,7 +195,7 @@ class AuditWatch:
                         continue
                     try:
                         if source not in pools:
-                            dsn = self.settings.service_dsn(source)
+                            dsn = self.settings.auditor_dsn(source)
                             pools[source] = await create_pool(dsn, self.settings, max_size=1)
                         await self.compare_store(follower, pools[source])
                     except Exception as error:  # a store down or refusing: said, then retried
