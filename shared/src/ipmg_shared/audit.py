@@ -99,7 +99,7 @@ async def audit_source(
     The store's head is fixed first (the cut); the store and the topic are judged up to it, so
     events appended and published while the audit runs are counted as newer, never as a break.
     """
-    pool = await create_pool(settings.service_dsn(source), settings, max_size=2)
+    pool = await create_pool(settings.auditor_dsn(source), settings, max_size=2)
     try:
         # One snapshot: what the relay had published can never be beyond the head.
         cut = await pool.fetchrow(

@@ -30,6 +30,7 @@ from ipmg_shared.key_list import (
     load_key_list,
     publish,
 )
+from ipmg_shared.secrets import require_auditor_password
 from ipmg_shared.settings import WRITE_SOURCES, Settings, get_settings
 from ipmg_shared.store import AppendResult, EventStore
 
@@ -51,6 +52,15 @@ def _sources(source: str | None) -> list[str]:
     if source not in WRITE_SOURCES:
         raise CliError(f"unknown source {source!r}; sources: {', '.join(WRITE_SOURCES)}")
     return [source]
+
+
+def _auditor_settings() -> Settings:
+    """The settings of a command that reads the stores as the auditor role."""
+    from ipmg_shared.cli import _require
+
+    settings = get_settings()
+    _require(require_auditor_password, settings)
+    return settings
 
 
 def _print(audits: Sequence[SourceAudit], *, with_topic: bool) -> None:
@@ -140,6 +150,7 @@ def verify(
         _print(audits, with_topic=False)
         _conclude(audits)
         return
+    settings = _auditor_settings()
     public_keys = (
         _trusted(settings, keys).pems() if keys else Keyring(settings.keys_dir).public_keys()
     )
@@ -215,7 +226,7 @@ def watch(
     from ipmg_shared.cli import run_async
     from ipmg_shared.logging import configure_logging
 
-    settings = get_settings()
+    settings = _auditor_settings()
     configure_logging(settings.log_level, settings.log_json)
     watcher = AuditWatch(
         settings,
@@ -236,7 +247,7 @@ def export(
 
     if out.exists():
         raise CliError(f"{out} already exists: choose a new folder")
-    settings = get_settings()
+    settings = _auditor_settings()
     instant = (until or datetime.now(UTC)).replace(tzinfo=(until.tzinfo if until else UTC) or UTC)
     try:
         manifest = run_async(

@@ -42,6 +42,8 @@ from ipmg_shared.store import EventStore
 log = get_logger("ipmg.audit.watch")
 FETCH_TIMEOUT_MS = 500
 STORE_RETRY_S = 2.0
+KAFKA_PROBE_EVERY_S = 2.0
+KAFKA_PROBE_TIMEOUT_S = 3.0
 
 
 class AuditWatch:
@@ -83,10 +85,10 @@ class AuditWatch:
 
     async def follow_topics(self) -> None:
         consumer = await self._start_consumer()
+        self.checks["kafka"] = "ok"
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS, max_records=2000)
-                self.checks["kafka"] = "ok"
                 for tp, records in batch.items():
                     follower = self._by_topic[tp.topic]
                     before = follower.events_verified
@@ -147,6 +149,27 @@ class AuditWatch:
             self.checks["kafka"] = f"waiting for topics {', '.join(missing)}"
             await asyncio.sleep(1.0)
 
+    async def probe_kafka(self) -> None:
+        """Readiness follows the broker. An empty fetch cannot tell a quiet topic from a broker
+        that stopped answering, so the topics' ends are asked for on a cadence."""
+        while True:
+            await asyncio.sleep(KAFKA_PROBE_EVERY_S)
+            consumer = self._consumer
+            if consumer is None:
+                continue  # still starting: ``_start_consumer`` says why
+            try:
+                await asyncio.wait_for(
+                    consumer.end_offsets(list(consumer.assignment())), KAFKA_PROBE_TIMEOUT_S
+                )
+            except Exception as error:
+                if self.checks["kafka"] == "ok":
+                    log.warning("watch_kafka_unavailable", error=repr(error))
+                self.checks["kafka"] = f"unavailable: {type(error).__name__}"
+            else:
+                if self.checks["kafka"] != "ok":
+                    log.info("watch_kafka_available")
+                self.checks["kafka"] = "ok"
+
     def _caught_up(self, topic: str) -> bool:
         """Whether every partition of ``topic`` has been read to its last known end."""
         consumer = self._consumer
@@ -172,7 +195,7 @@ class AuditWatch:
                         continue
                     try:
                         if source not in pools:
-                            dsn = self.settings.service_dsn(source)
+                            dsn = self.settings.auditor_dsn(source)
                             pools[source] = await create_pool(dsn, self.settings, max_size=1)
                         await self.compare_store(follower, pools[source])
                     except Exception as error:  # a store down or refusing: said, then retried
@@ -302,6 +325,7 @@ class AuditWatch:
         tasks = [
             asyncio.create_task(self.follow_topics()),
             asyncio.create_task(self.compare_with_stores()),
+            asyncio.create_task(self.probe_kafka()),
         ]
         try:
             serving = asyncio.create_task(server.serve())

@@ -70,7 +70,7 @@ async def export_bundle(
         },
     }
     for source in sources:
-        pool = await create_pool(settings.service_dsn(source), settings, max_size=2)
+        pool = await create_pool(settings.auditor_dsn(source), settings, max_size=2)
         path = folder / "events" / f"{source}.jsonl"
         written = ChainVerifier(source)
         try:

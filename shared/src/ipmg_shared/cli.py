@@ -21,6 +21,7 @@ from ipmg_shared.logging import configure_logging
 from ipmg_shared.runtime import ServiceDefinition
 from ipmg_shared.secrets import (
     InsecureSecrets,
+    require_auditor_password,
     require_database_passwords,
     require_service_secrets,
     require_signing_key,
@@ -78,6 +79,8 @@ def migrate(
     settings = get_settings()
     chosen = _chosen(service)
     _require(require_database_passwords, settings, [definition.name for definition in chosen])
+    if any(definition.owns_event_store for definition in chosen):
+        _require(require_auditor_password, settings)  # migrate grants it each store
 
     async def go() -> None:
         for definition in chosen:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
@@ -40,6 +41,7 @@ MIGRATION_LOCK_KEY = 0x1A11_0001  # one migration run at a time per database
 PROVISION_LOCK_KEY = 0x1A11_0002
 SCHEMA_MIGRATIONS = "schema_migrations"
 REVOKED_TOKENS = "revoked_tokens"  # every service database has it; its role only reads it
+AUDITED_TABLES = ("events", "relay_progress")  # all the auditor role may read of a store
 
 
 def _encode_json(value: Any) -> str:
@@ -235,6 +237,8 @@ async def apply_migrations(
                 )
             applied_now.append(migration.name)
         await _grant_least_privilege(connection, settings.service_role(service), append_only_tables)
+        if "events" in append_only_tables:
+            await _grant_auditor_access(connection, settings, settings.service_database(service))
     finally:
         await connection.close()
     return applied_now
@@ -266,4 +270,32 @@ async def _grant_least_privilege(
         for table in (SCHEMA_MIGRATIONS, REVOKED_TOKENS):
             await connection.execute(
                 await _quoted(connection, f"REVOKE INSERT ON TABLE {table} FROM %I", role)
+            )
+
+
+async def _grant_auditor_access(
+    connection: asyncpg.Connection, settings: Settings, database: str
+) -> None:
+    """The auditor role (made, or its password set) may connect to this store's database and
+    SELECT its audited tables, nothing else: an audit never holds a credential that writes."""
+    role = settings.auditor_role
+    password = settings.auditor_db_password.get_secret_value()
+    with contextlib.suppress(asyncpg.DuplicateObjectError):  # made by another store's
+        await connection.execute(await _quoted(connection, "CREATE ROLE %I LOGIN", role))
+    await connection.execute(
+        await _quoted(connection, "ALTER ROLE %I LOGIN PASSWORD %L", role, password)
+    )
+    async with connection.transaction():
+        await connection.execute(
+            await _quoted(connection, "GRANT CONNECT ON DATABASE %I TO %I", database, role)
+        )
+        await connection.execute(
+            await _quoted(connection, "GRANT USAGE ON SCHEMA public TO %I", role)
+        )
+        await connection.execute(
+            await _quoted(connection, "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM %I", role)
+        )
+        for table in AUDITED_TABLES:
+            await connection.execute(
+                await _quoted(connection, "GRANT SELECT ON TABLE %I TO %I", table, role)
             )

@@ -72,6 +72,10 @@ def require_database_passwords(settings: Settings, services: Iterable[str]) -> N
     require(settings, field_problems(settings, [f"{name}_db_password" for name in services]))
 
 
+def require_auditor_password(settings: Settings) -> None:
+    require(settings, field_problems(settings, ["auditor_db_password"]))
+
+
 def require_signing_key(settings: Settings) -> None:
     require(settings, field_problems(settings, ["jwt_secret"]))
 

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     resolutions_db_password: SecretStr = SecretStr("ipmg-local-only-resolutions")
     notifications_db_password: SecretStr = SecretStr("ipmg-local-only-notifications")
     reporting_db_password: SecretStr = SecretStr("ipmg-local-only-reporting")
+    # The auditor's role reads every write store's events and relay progress, nothing more.
+    auditor_db_password: SecretStr = SecretStr("ipmg-local-only-auditor")
     jwt_secret: SecretStr = SecretStr("ipmg-local-development-signing-key-change-me")
     jwt_issuer: str = "ipmg-liaison"
     # Servers refuse a token whose exp - iat exceeds this, whoever signed it.
@@ -160,12 +162,25 @@ class Settings(BaseSettings):
     def service_dsn(self, service: str) -> str:
         """The URL a running service uses: its own role, its own database, and the admin URL's
         query (``sslmode=verify-full&sslrootcert=…``), so TLS holds for every connection."""
+        return self._role_dsn(
+            self.service_role(service), self.service_db_password(service), service
+        )
+
+    @property
+    def auditor_role(self) -> str:
+        return f"{self.database_prefix}auditor"
+
+    def auditor_dsn(self, source: str) -> str:
+        """The URL an audit reads a write store with: the auditor's role, which only reads."""
+        return self._role_dsn(self.auditor_role, self.auditor_db_password, source)
+
+    def _role_dsn(self, role: str, password: SecretStr, service: str) -> str:
         parts = urlsplit(self.database_url.get_secret_value())
         host = parts.hostname or "127.0.0.1"
         port = f":{parts.port}" if parts.port else ""
-        user = quote(self.service_role(service), safe="")
-        password = quote(self.service_db_password(service).get_secret_value(), safe="")
-        netloc = f"{user}:{password}@{host}{port}"
+        user = quote(role, safe="")
+        secret = quote(password.get_secret_value(), safe="")
+        netloc = f"{user}:{secret}@{host}{port}"
         database = "/" + self.service_database(service)
         return urlunsplit((parts.scheme, netloc, database, parts.query, ""))
 

@@ -421,8 +421,9 @@ def test_the_audit_watch_runs_as_the_settings_expect_and_only_reads() -> None:
     assert watch["ports"] == [f"127.0.0.1:{port}:{port}"]
     # An auditor reads: Kafka as the viewer, the keys read-only; its state in its own volume.
     assert env["IPMG_KAFKA_SASL_USERNAME"] == service_principal(VIEWER)
+    # The stores as the auditor role, which only reads; no write service's password.
     assert watch["secrets"] == [
-        *(f"ipmg_{source}_db_password" for source in WRITE_SOURCES),
+        "ipmg_auditor_db_password",
         {"source": "kafka_viewer_password", "target": "ipmg_kafka_sasl_password"},
     ]
     assert "signing-keys:/var/lib/ipmg/keys:ro" in watch["volumes"]
@@ -542,6 +543,7 @@ def test_each_service_holds_its_own_database_password_and_no_other() -> None:
     for admin in ("migrate", "ops"):
         mounted = mounted_secrets(services(compose)[admin])
         assert {f"ipmg_{name}_db_password" for name in SERVICES} <= set(mounted)
+        assert "ipmg_auditor_db_password" in mounted, admin  # migrate sets the auditor's
     declared = set(compose["secrets"])
     assert "service_db_password" not in declared, "no password shared by every service"
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from ipmg_notifications.directory import load_directory
 from ipmg_notifications.settings import NotificationSettings, webhook_key_problems
 from ipmg_shared.actors import Unit
-from ipmg_shared.secrets import InsecureSecrets, require_service_secrets
+from ipmg_shared.secrets import InsecureSecrets, require_auditor_password, require_service_secrets
 from ipmg_shared.settings import SERVICES, Settings
 
 REPO = Path(__file__).resolve().parents[3]
@@ -181,3 +181,11 @@ def test_token_issue_prints_only_the_token_on_stdout_and_keeps_to_the_cap() -> N
     unknown = run_ipmg(*base, "--audience", "payroll", **development)
     assert unknown.returncode == 1
     assert "unknown audience(s): payroll" in unknown.stderr
+
+
+def test_the_auditor_password_is_required_outside_development() -> None:
+    default = "IPMG_AUDITOR_DB_PASSWORD is the development default"
+    with pytest.raises(InsecureSecrets, match=default):
+        require_auditor_password(production())
+    require_auditor_password(production(auditor_db_password=SecretStr(STRONG)))
+    require_auditor_password(Settings(environment="development"))
