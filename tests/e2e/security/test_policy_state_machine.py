@@ -33,6 +33,7 @@ from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.policy import REFUSED_FOR_OTHER_UNITS, Action, Permission, Resource, allows
 from ipmg_shared.settings import Settings
 from tests.e2e.security.world import ACTIONS, World, principals
+from tests.support.meetings import extraordinary_meeting
 from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.infra
@@ -178,7 +179,7 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @rule(target=meetings, who=WHO, host=UNITS, valid=st.booleans(), day=st.integers(1, 28))
     def schedule(self, who: str, host: Unit, valid: bool, day: int) -> Any:
-        body = {"scheduled_for": f"2017-03-{day:02d}", "host_unit": host.value, "venue": "Lahore"}
+        body = extraordinary_meeting(f"2017-03-{day:02d}", host.value, "Lahore")
         if not valid:
             body["scheduled_for"] = "the ides of March"
         response = self._command(
