@@ -9,8 +9,10 @@ import httpx
 import pytest
 
 from ipmg_shared.settings import Settings
+from tests.support.meetings import extraordinary_meeting
 from tests.support.processes import ServiceProcess
 from tests.support.tokens import secretariat
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.infra
 
@@ -69,3 +71,53 @@ async def test_one_ordinary_meeting_a_quarter_hosted_in_turn(
         assert scheduled["payload"]["reason"] == reason
         assert scheduled["payload"]["expected_host"] == "punjab"
         assert scheduled["payload"]["rotation_version"]
+
+
+async def held_meeting(client: httpx.AsyncClient, meetings: str, settings: Settings) -> str:
+    body = extraordinary_meeting("2016-08-10", "sindh", "Karachi")
+    scheduled = await client.post(f"{meetings}/meetings", json=body, headers=secretariat(settings))
+    assert scheduled.status_code == 201, scheduled.text
+    meeting_id = str(scheduled.json()["id"])
+    held = await client.post(
+        f"{meetings}/meetings/{meeting_id}/held",
+        json={
+            "held_on": "2016-08-10",
+            "host_unit": "sindh",
+            "venue": body["venue"],
+            "attendees": [{"name": "Chairperson", "role": "chairperson", "unit": "ncsw"}],
+        },
+        headers=secretariat(settings),
+    )
+    assert held.status_code == 200, held.text
+    return meeting_id
+
+
+def resolution(meeting_id: str, number: int) -> dict[str, Any]:
+    return {
+        "meeting_id": meeting_id,
+        "number": number,
+        "title": f"Resolution {number} on reporting",
+        "text": "Each unit reports its progress every quarter.",
+        "priority_area": "cedaw",
+        "responsible_units": ["punjab", "sindh"],
+    }
+
+
+async def test_a_resolution_number_is_unique_within_its_meeting(
+    write_services: dict[str, ServiceProcess], migrated: Settings
+) -> None:
+    url = f"{write_services['resolutions'].url}/resolutions"
+    ncsw = secretariat(migrated)
+    async with httpx.AsyncClient(timeout=20) as client:
+        meeting_id = await held_meeting(client, write_services["meetings"].url, migrated)
+
+        async def passed() -> bool:
+            response = await client.post(url, json=resolution(meeting_id, 1), headers=ncsw)
+            return response.status_code == 201  # 409 until the meeting reaches resolutions
+
+        await wait_until(passed, timeout=30, interval=0.3)
+        assert await refused(client, url, resolution(meeting_id, 1), migrated, "resolutions") == (
+            "resolution.pass.number_taken"
+        )
+        second = await client.post(url, json=resolution(meeting_id, 2), headers=ncsw)
+        assert second.status_code == 201, second.text

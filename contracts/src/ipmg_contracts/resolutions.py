@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from ipmg_contracts.references import resolution_reference
 from ipmg_shared.actors import Unit
 from ipmg_shared.events import DomainEvent, EventRegistry
 
@@ -149,6 +150,11 @@ class ResolutionPassed(DomainEvent):
     priority_area: PriorityArea
     commitments: Commitments
     responsible_units: Units
+
+    @property
+    def reference(self) -> str:
+        """What people call it, e.g. ``IPMG/2015-Q4/R1``."""
+        return resolution_reference(self.passed_on, self.number)
 
 
 class ResolutionCirculated(DomainEvent):

@@ -21,7 +21,7 @@ from ipmg_resolutions.domain import (
     decide,
     evolve,
 )
-from ipmg_resolutions.handlers import meeting_facts
+from ipmg_resolutions.handlers import meeting_facts, numbers_taken
 from ipmg_shared.application import AggregateType
 from ipmg_shared.command_api import add_command_route, add_query_routes
 from ipmg_shared.policy import Action, Permission, Resource
@@ -33,11 +33,12 @@ RESOLUTION: AggregateType[ResolutionState] = AggregateType(
 
 
 async def with_meeting_facts(request: Request, fields: dict[str, Any]) -> dict[str, Any]:
-    """Passing needs to know whether the meeting was held: from this service's own copy."""
+    """Passing needs to know whether the meeting was held and which numbers it has used."""
     context: ServiceContext = request.app.state.context
     async with context.pool.acquire(timeout=context.settings.pool_acquire_timeout_s) as db:
         facts = await meeting_facts(db, fields["meeting_id"])
-    return {**fields, "meeting": facts}
+        taken = await numbers_taken(db, fields["meeting_id"])
+    return {**fields, "meeting": facts, "numbers_taken": taken}
 
 
 def router() -> APIRouter:
@@ -49,7 +50,7 @@ def router() -> APIRouter:
         command=PassResolution,
         id_field="resolution_id",
         creates=True,
-        exclude={"meeting"},
+        exclude={"meeting", "numbers_taken"},
         enrich=with_meeting_facts,
         summary="Pass a joint resolution at a held meeting",
         permission=Permission(Resource.RESOLUTION, Action.PASS),

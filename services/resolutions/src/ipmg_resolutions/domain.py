@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from ipmg_contracts.references import resolution_reference
 from ipmg_contracts.resolutions import (
     REGISTRY,
     Action,
@@ -67,6 +68,7 @@ from ipmg_contracts.resolutions import (
     check_closing,
     check_progress,
 )
+from ipmg_resolutions.numbering import check_number
 from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.domain import CommandRefused, NotAuthorised, NotFound
 from ipmg_shared.events import DomainEvent
@@ -135,6 +137,7 @@ class PassResolution(Command):
     priority_area: PriorityArea
     commitments: Commitments = ()
     responsible_units: Units
+    numbers_taken: tuple[int, ...] = ()  # passed at the same meeting, filled by the service
 
     @model_validator(mode="after")
     def _facts_about_this_meeting(self) -> Self:
@@ -262,6 +265,12 @@ class ResolutionState(ValueObject):
     closing_reason: str | None = None
     superseded_by: UUID | None = None
 
+    @property
+    def reference(self) -> str | None:
+        if self.passed_on is None or self.number is None:
+            return None
+        return resolution_reference(self.passed_on, self.number)
+
     @classmethod
     def initial(cls) -> ResolutionState:
         return cls()
@@ -386,6 +395,11 @@ def _pass(command: PassResolution, state: ResolutionState) -> list[DomainEvent]:
             "resolution.pass.meeting_not_held",
             f"resolutions are passed only at a held meeting; this one is {meeting.status}",
         )
+    check_number(
+        command.number,
+        command.numbers_taken,
+        resolution_reference(meeting.held_on, command.number),
+    )
     return [
         ResolutionPassed(
             resolution_id=command.resolution_id,

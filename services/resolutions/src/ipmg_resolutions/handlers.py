@@ -63,6 +63,16 @@ async def meeting_facts(connection: DbConnection, meeting_id: UUID) -> HeldMeeti
     return None if row is None else HeldMeetingFacts.model_validate(dict(row))
 
 
+async def numbers_taken(connection: DbConnection, meeting_id: UUID) -> tuple[int, ...]:
+    """The numbers of the resolutions passed so far at ``meeting_id``, from this service's store."""
+    rows = await connection.fetch(
+        "SELECT (payload->>'number')::int AS number FROM events "
+        "WHERE type = 'ResolutionPassed' AND payload->>'meeting_id' = $1",
+        str(meeting_id),
+    )
+    return tuple(row["number"] for row in rows)
+
+
 def subscriptions(context: ServiceContext) -> list[Subscription]:
     return [
         Subscription(
