@@ -124,7 +124,8 @@ async def test_full_lifecycle(
             },
             ncsw,
         )
-        await ok("approve", {}, ncsw)
+        override = {"overridden": ["sindh"], "override_reason": "Sindh's template is in the text"}
+        await ok("approve", override, ncsw)
         await ok(
             "sign",
             {

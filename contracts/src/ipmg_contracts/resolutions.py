@@ -190,12 +190,30 @@ class ResolutionAmended(DomainEvent):
     reason: Note
 
 
+class RoundClosedBy(StrEnum):
+    ALL_ANSWERED = "all_answered"
+    DUE_DATE_PASSED = "due_date_passed"
+
+
+class ApprovalBasis(ValueObject):
+    """What the approval rested on: the round's positions and any override of an objection."""
+
+    closed_by: RoundClosedBy
+    endorsed: tuple[Unit, ...] = ()
+    amend: tuple[Unit, ...] = ()
+    objected: tuple[Unit, ...] = ()
+    unanswered: tuple[Unit, ...] = ()
+    overridden: tuple[Unit, ...] = ()  # units whose amend/object the secretariat set aside
+    override_reason: Note | None = None
+
+
 class ResolutionApproved(DomainEvent):
     """The secretariat approved the resolution: it may now be signed."""
 
     event_type = "ResolutionApproved"
 
     resolution_id: UUID
+    basis: ApprovalBasis | None = None  # added later: approvals recorded before it have none
 
 
 class ResolutionSigned(DomainEvent):

@@ -9,6 +9,7 @@ from uuid import UUID
 import pytest
 from pydantic import ValidationError
 
+from ipmg_contracts.resolutions import ApprovalBasis, RoundClosedBy
 from ipmg_resolutions.domain import (
     Action,
     ActionPlanAdopted,
@@ -53,6 +54,7 @@ SUCCESSOR = UUID("00000000-0000-4000-8000-0000000000a2")
 MEETING = UUID("00000000-0000-4000-8000-000000000001")
 AT = datetime(2015, 12, 1, 9, 0, tzinfo=UTC)
 HELD_ON = date(2015, 11, 26)
+AFTER_FEEDBACK_DUE = datetime(2015, 12, 16, 9, 0, tzinfo=UTC)
 
 SECRETARIAT = Actor(subject="staff:1", unit=Unit.NCSW, role=Role.SECRETARIAT)
 AUDITOR = Actor(subject="auditor:1", unit=Unit.NCSW, role=Role.AUDITOR)
@@ -101,7 +103,12 @@ PUNJAB_ENDORSES = FeedbackReceived(
     position=Position.ENDORSE,
     comments=None,
 )
-APPROVED = ResolutionApproved(resolution_id=RESOLUTION)
+APPROVED = ResolutionApproved(
+    resolution_id=RESOLUTION,
+    basis=ApprovalBasis(
+        closed_by=RoundClosedBy.DUE_DATE_PASSED, unanswered=(Unit.PUNJAB, Unit.SINDH, Unit.AJK)
+    ),
+)
 SIGNED = ResolutionSigned(
     resolution_id=RESOLUTION, signed_on=date(2016, 1, 5), signatories=SIGNATORIES
 )
@@ -175,7 +182,8 @@ def amend(**fields: Any) -> AmendResolution:
 
 
 def approve(**fields: Any) -> ApproveResolution:
-    return ApproveResolution(**_fields(fields))
+    values = {"at": AFTER_FEEDBACK_DUE}
+    return ApproveResolution(**_fields(values | fields))
 
 
 def sign(**fields: Any) -> SignResolution:

@@ -68,6 +68,7 @@ from ipmg_contracts.resolutions import (
     check_closing,
     check_progress,
 )
+from ipmg_resolutions.approval import approval_basis
 from ipmg_resolutions.numbering import check_number
 from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.domain import CommandRefused, NotAuthorised, NotFound
@@ -171,7 +172,9 @@ class AmendResolution(Command):
 
 
 class ApproveResolution(Command):
-    pass
+    # Units whose current amend/object position the secretariat sets aside, and why.
+    overridden: tuple[Unit, ...] = Field(default=(), max_length=len(Unit))
+    override_reason: Note | None = None
 
 
 class SignResolution(Command):
@@ -486,7 +489,16 @@ def _approve(command: ApproveResolution, state: ResolutionState) -> list[DomainE
             "resolution.approve.requires_circulation",
             f"a resolution is approved only after circulation; it is {status}",
         )
-    return [ResolutionApproved(resolution_id=command.resolution_id)]
+    assert state.feedback_due is not None, "a circulated resolution has a due day"
+    basis = approval_basis(
+        {unit: current.position for unit, current in state.positions.items()},
+        state.participants,
+        state.feedback_due,
+        command.at.date(),
+        command.overridden,
+        command.override_reason,
+    )
+    return [ResolutionApproved(resolution_id=command.resolution_id, basis=basis)]
 
 
 def _sign(command: SignResolution, state: ResolutionState) -> list[DomainEvent]:
