@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import httpx
@@ -121,3 +122,67 @@ async def test_a_resolution_number_is_unique_within_its_meeting(
         )
         second = await client.post(url, json=resolution(meeting_id, 2), headers=ncsw)
         assert second.status_code == 201, second.text
+
+
+async def test_closing_as_implemented_needs_every_action_done_or_waived(
+    write_services: dict[str, ServiceProcess], migrated: Settings
+) -> None:
+    url = f"{write_services['resolutions'].url}/resolutions"
+    ncsw = secretariat(migrated)
+    async with httpx.AsyncClient(timeout=20) as client:
+        meeting_id = await held_meeting(client, write_services["meetings"].url, migrated)
+        created: dict[str, str] = {}
+
+        async def passed() -> bool:
+            response = await client.post(url, json=resolution(meeting_id, 1), headers=ncsw)
+            created["id"] = response.json().get("id", "")
+            return response.status_code == 201
+
+        await wait_until(passed, timeout=30, interval=0.3)
+        base = f"{url}/{created['id']}"
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("circulate", {"participants": ["punjab", "sindh"], "feedback_due": "2016-08-30"}),
+            ("approve", {}),
+            (
+                "sign",
+                {
+                    "signed_on": "2016-09-05",
+                    "signatories": [{"name": "Minister", "role": "minister", "unit": "sindh"}],
+                },
+            ),
+            (
+                "action-plan",
+                {
+                    "quarter": "2016-Q4",
+                    "actions": [
+                        {
+                            "action_id": f"A-{unit}",
+                            "unit": unit,
+                            "description": "Report",
+                            "due_on": "2016-12-31",
+                        }
+                        for unit in ("punjab", "sindh")
+                    ],
+                },
+            ),
+        ]
+        for path, body in steps:
+            response = await client.post(f"{base}/{path}", json=body, headers=ncsw)
+            assert response.status_code == 200, response.text
+
+        implemented = {"outcome": "implemented", "reason": "All done"}
+        assert await refused(client, f"{base}/close", implemented, migrated, "resolutions") == (
+            "resolution.close.unfinished_actions"
+        )
+        superseded = {"outcome": "superseded", "reason": "Replaced", "superseded_by": str(uuid4())}
+        assert await refused(client, f"{base}/close", superseded, migrated, "resolutions") == (
+            "resolution.close.successor_unknown"
+        )
+        waived = [
+            {"action_id": f"A-{unit}", "reason": "Overtaken by federal law"}
+            for unit in ("punjab", "sindh")
+        ]
+        closed = await client.post(
+            f"{base}/close", json={**implemented, "waived": waived}, headers=ncsw
+        )
+        assert closed.status_code == 200, closed.text

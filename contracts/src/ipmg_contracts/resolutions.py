@@ -255,6 +255,16 @@ class ProgressReported(DomainEvent):
         return self
 
 
+class ActionWaiver(ValueObject):
+    """An open action the secretariat closes without completion, and why."""
+
+    action_id: ActionId
+    reason: Note
+
+
+Waivers = Annotated[tuple[ActionWaiver, ...], Field(max_length=500)]
+
+
 class ResolutionClosed(DomainEvent):
     """The resolution is finished (implemented, withdrawn, superseded): stop following it up."""
 
@@ -264,6 +274,7 @@ class ResolutionClosed(DomainEvent):
     outcome: CloseOutcome
     reason: Note
     superseded_by: UUID | None
+    waived: Waivers = ()  # added later: closings recorded before it waived nothing
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

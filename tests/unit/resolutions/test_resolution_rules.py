@@ -564,14 +564,17 @@ def test_a_resolution_is_withdrawn_from_any_open_state(history: str) -> None:
 
 
 def test_a_resolution_is_superseded_by_another() -> None:
-    superseded = close(outcome=CloseOutcome.SUPERSEDED, superseded_by=SUCCESSOR)
+    superseded = close(
+        outcome=CloseOutcome.SUPERSEDED, superseded_by=SUCCESSOR, successor_exists=True
+    )
     events = decide(superseded, fold(UP_TO_SIGNED))
     assert fold([*UP_TO_SIGNED, *events]).superseded_by == SUCCESSOR
 
 
 def test_an_adopted_resolution_is_closed_as_implemented() -> None:
     implemented = close(outcome=CloseOutcome.IMPLEMENTED, reason="All actions done")
-    [event] = decide(implemented, fold([*UP_TO_ADOPTED, A1_COMPLETED]))
+    a2_completed = A1_COMPLETED.model_copy(update={"action_id": "a2", "unit": Unit.SINDH})
+    [event] = decide(implemented, fold([*UP_TO_ADOPTED, A1_COMPLETED, a2_completed]))
     assert isinstance(event, ResolutionClosed)
     assert event.outcome is CloseOutcome.IMPLEMENTED
 

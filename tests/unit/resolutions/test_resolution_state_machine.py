@@ -17,7 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ipmg_contracts.resolutions import RoundClosedBy
+from ipmg_contracts.resolutions import ActionWaiver, RoundClosedBy
 from ipmg_resolutions.domain import (
     Action,
     ActionPlanAdopted,
@@ -39,6 +39,7 @@ from ipmg_resolutions.domain import (
     ReportProgress,
     ResolutionApproved,
     ResolutionCirculated,
+    ResolutionClosed,
     ResolutionCommand,
     ResolutionSigned,
     ResolutionState,
@@ -317,8 +318,24 @@ class ResolutionLifecycle(RuleBasedStateMachine):
             )
         )
 
-    @rule(actor=actors, outcome=st.sampled_from(CloseOutcome))
-    def close(self, actor: Actor, outcome: CloseOutcome) -> None:
+    @rule(
+        data=st.data(),
+        actor=actors,
+        outcome=st.sampled_from(CloseOutcome),
+        successor_exists=st.booleans(),
+    )
+    def close(
+        self, data: st.DataObject, actor: Actor, outcome: CloseOutcome, successor_exists: bool
+    ) -> None:
+        open_actions = [
+            action_id
+            for action_id, action in self.state.actions.items()
+            if action.status is not ProgressStatus.COMPLETED
+        ]
+        waived_ids = data.draw(
+            st.sampled_from([(), tuple(open_actions), tuple(open_actions[1:])])
+            | st.lists(st.sampled_from(ACTION_IDS), unique=True, max_size=2).map(tuple)
+        )
         self.run(
             CloseResolution(
                 actor=actor,
@@ -327,6 +344,8 @@ class ResolutionLifecycle(RuleBasedStateMachine):
                 outcome=outcome,
                 reason="Decided by the group",
                 superseded_by=SUCCESSOR if outcome is CloseOutcome.SUPERSEDED else None,
+                successor_exists=successor_exists,
+                waived=tuple(ActionWaiver(action_id=a, reason="Overtaken") for a in waived_ids),
             )
         )
 
@@ -376,6 +395,19 @@ class ResolutionLifecycle(RuleBasedStateMachine):
             assert unanswered == set(approved.basis.unanswered)
             if approved.basis.closed_by is RoundClosedBy.ALL_ANSWERED:
                 assert not unanswered
+
+    @invariant()
+    def implemented_only_with_every_action_completed_or_waived(self) -> None:
+        for closed, earlier in self.with_earlier(ResolutionClosed):
+            if closed.outcome is not CloseOutcome.IMPLEMENTED:
+                continue
+            planned = {a.action_id for p in of_class(earlier, ActionPlanAdopted) for a in p.actions}
+            completed = {
+                r.action_id
+                for r in of_class(earlier, ProgressReported)
+                if r.status is ProgressStatus.COMPLETED
+            }
+            assert planned <= completed | {waiver.action_id for waiver in closed.waived}
 
     @invariant()
     def signatories_only_after_approval(self) -> None:

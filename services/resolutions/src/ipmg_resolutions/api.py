@@ -21,7 +21,7 @@ from ipmg_resolutions.domain import (
     decide,
     evolve,
 )
-from ipmg_resolutions.handlers import meeting_facts, numbers_taken
+from ipmg_resolutions.handlers import meeting_facts, numbers_taken, resolution_exists
 from ipmg_shared.application import AggregateType
 from ipmg_shared.command_api import add_command_route, add_query_routes
 from ipmg_shared.policy import Action, Permission, Resource
@@ -39,6 +39,16 @@ async def with_meeting_facts(request: Request, fields: dict[str, Any]) -> dict[s
         facts = await meeting_facts(db, fields["meeting_id"])
         taken = await numbers_taken(db, fields["meeting_id"])
     return {**fields, "meeting": facts, "numbers_taken": taken}
+
+
+async def with_successor(request: Request, fields: dict[str, Any]) -> dict[str, Any]:
+    """Superseding needs to know that the successor exists: from this service's own store."""
+    if fields.get("superseded_by") is None:
+        return fields
+    context: ServiceContext = request.app.state.context
+    async with context.pool.acquire(timeout=context.settings.pool_acquire_timeout_s) as db:
+        exists = await resolution_exists(db, fields["superseded_by"])
+    return {**fields, "successor_exists": exists}
 
 
 def router() -> APIRouter:
@@ -78,7 +88,6 @@ def router() -> APIRouter:
             "Adopt the action plan for the next quarter",
         ),
         ("progress", ReportProgress, Action.REPORT_PROGRESS, "Report progress on an action"),
-        ("close", CloseResolution, Action.CLOSE, "Close as implemented, withdrawn or superseded"),
     ]
     for path, command, action, summary in changes:
         add_command_route(
@@ -90,6 +99,17 @@ def router() -> APIRouter:
             summary=summary,
             permission=Permission(Resource.RESOLUTION, action),
         )
+    add_command_route(
+        routes,
+        "/resolutions/{resolution_id}/close",
+        aggregate=RESOLUTION,
+        command=CloseResolution,
+        id_field="resolution_id",
+        exclude={"successor_exists"},
+        enrich=with_successor,
+        summary="Close as implemented, withdrawn or superseded",
+        permission=Permission(Resource.RESOLUTION, Action.CLOSE),
+    )
     add_query_routes(
         routes, "/resolutions/{resolution_id}", aggregate=RESOLUTION, resource=Resource.RESOLUTION
     )

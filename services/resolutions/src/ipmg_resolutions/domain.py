@@ -65,10 +65,12 @@ from ipmg_contracts.resolutions import (
     Title,
     Units,
     ValueObject,
+    Waivers,
     check_closing,
     check_progress,
 )
 from ipmg_resolutions.approval import approval_basis
+from ipmg_resolutions.closing import WAIVER_NOT_OPEN, check_implemented, check_successor
 from ipmg_resolutions.numbering import check_number
 from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.domain import CommandRefused, NotAuthorised, NotFound
@@ -204,6 +206,8 @@ class CloseResolution(Command):
     outcome: CloseOutcome
     reason: Note
     superseded_by: UUID | None = None
+    waived: Waivers = ()
+    successor_exists: bool | None = None  # filled by the service when superseded_by is given
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -587,12 +591,20 @@ def _close(command: CloseResolution, state: ResolutionState) -> list[DomainEvent
             f"a resolution is implemented only through an adopted action plan; it is "
             f"{state.status}",
         )
+    if command.outcome is CloseOutcome.IMPLEMENTED:
+        statuses = {action_id: action.status for action_id, action in state.actions.items()}
+        check_implemented(statuses, command.waived)
+    elif command.waived:
+        raise CommandRefused(WAIVER_NOT_OPEN, "actions are waived only when closing as implemented")
+    if command.outcome is CloseOutcome.SUPERSEDED:
+        check_successor(command.successor_exists)
     return [
         ResolutionClosed(
             resolution_id=command.resolution_id,
             outcome=command.outcome,
             reason=command.reason,
             superseded_by=command.superseded_by,
+            waived=command.waived,
         )
     ]
 

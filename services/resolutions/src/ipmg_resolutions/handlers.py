@@ -73,6 +73,13 @@ async def numbers_taken(connection: DbConnection, meeting_id: UUID) -> tuple[int
     return tuple(row["number"] for row in rows)
 
 
+async def resolution_exists(connection: DbConnection, resolution_id: UUID) -> bool:
+    found = await connection.fetchval(
+        "SELECT 1 FROM events WHERE stream_id = $1 LIMIT 1", f"resolution-{resolution_id}"
+    )
+    return found is not None
+
+
 def subscriptions(context: ServiceContext) -> list[Subscription]:
     return [
         Subscription(
