@@ -411,7 +411,13 @@ def meeting_body(n: int) -> bytes:
     # Meetings of the past: notifications projects them and records their invitations as
     # suppressed ("its day has passed") instead of mailing eight units per meeting.
     day = f"2018-{1 + n % 12:02d}-15"
-    body = {"scheduled_for": day, "host_unit": "punjab", "venue": f"Lahore {n}"}
+    body = {
+        "scheduled_for": day,
+        "host_unit": "punjab",
+        "venue": f"Lahore {n}",
+        "extraordinary": True,  # many a quarter: outside the rotation
+        "reason": "Load",
+    }
     return json.dumps(body).encode()
 
 

@@ -23,6 +23,7 @@ from ipmg_shared.db import init_connection
 from ipmg_shared.settings import Settings
 from ipmg_shared.store import json_from_row
 from tests.faults.conftest import isolated, prepare, run_ipmg
+from tests.support.meetings import extraordinary_meeting
 from tests.support.processes import IPMG, ServiceProcess, free_port, running_service, service_env
 from tests.support.tokens import secretariat
 from tests.support.waiting import wait_until
@@ -68,7 +69,7 @@ async def schedule(meetings: ServiceProcess, settings: Settings, count: int) -> 
         for n in range(count):
             response = await client.post(
                 f"{meetings.url}/meetings",
-                json={"scheduled_for": "2018-03-15", "host_unit": "punjab", "venue": f"V{n}"},
+                json=extraordinary_meeting("2018-03-15", "punjab", f"V{n}"),
                 headers=secretariat(settings),
             )
             assert response.status_code == 201, response.text

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 import jwt
@@ -17,6 +17,7 @@ from ipmg_shared.chain import ChainVerifier
 from ipmg_shared.envelope import Envelope
 from ipmg_shared.kafka_reader import read_topic
 from ipmg_shared.settings import Settings
+from tests.support.meetings import extraordinary_meeting
 from tests.support.processes import ServiceProcess
 from tests.support.tokens import bearer, focal_person, secretariat
 from tests.support.waiting import wait_until
@@ -40,7 +41,7 @@ HELD_MEETING = {
 async def held_meeting(client: httpx.AsyncClient, meetings: str, settings: Settings) -> str:
     scheduled = await client.post(
         f"{meetings}/meetings",
-        json={"scheduled_for": "2015-11-26", "host_unit": "ajk", "venue": "Muzaffarabad"},
+        json=extraordinary_meeting("2015-11-26", "ajk", "Muzaffarabad"),
         headers=secretariat(settings),
     )
     assert scheduled.status_code == 201, scheduled.text
@@ -123,7 +124,8 @@ async def test_full_lifecycle(
             },
             ncsw,
         )
-        await ok("approve", {}, ncsw)
+        override = {"overridden": ["sindh"], "override_reason": "Sindh's template is in the text"}
+        await ok("approve", override, ncsw)
         await ok(
             "sign",
             {
@@ -226,8 +228,8 @@ async def test_idempotency_key_returns_the_first_answer_and_appends_once(
     write_services: dict[str, ServiceProcess], migrated: Settings
 ) -> None:
     meetings = write_services["meetings"].url
-    body = {"scheduled_for": "2016-02-20", "host_unit": "punjab", "venue": "Lahore"}
-    headers = {**secretariat(migrated), "Idempotency-Key": "schedule-2016-q1"}
+    body = extraordinary_meeting("2016-02-20", "punjab", "Lahore")
+    headers = {**secretariat(migrated), "Idempotency-Key": f"schedule-{uuid4()}"}
     async with httpx.AsyncClient(timeout=20) as client:
         first = await client.post(f"{meetings}/meetings", json=body, headers=headers)
         again = await client.post(f"{meetings}/meetings", json=body, headers=headers)
@@ -252,7 +254,7 @@ async def test_concurrent_writes_with_if_match_one_wins_the_rest_conflict(
     async with httpx.AsyncClient(timeout=30) as client:
         created = await client.post(
             f"{meetings}/meetings",
-            json={"scheduled_for": "2016-05-20", "host_unit": "sindh", "venue": "Karachi"},
+            json=extraordinary_meeting("2016-05-20", "sindh", "Karachi"),
             headers=ncsw,
         )
         meeting_id = created.json()["id"]
@@ -326,10 +328,11 @@ async def test_commands_need_a_valid_token_and_append_nothing_without_one(
     write_services: dict[str, ServiceProcess], migrated: Settings, kind: str
 ) -> None:
     meetings = write_services["meetings"].url
+    body = extraordinary_meeting("2016-02-20", "punjab", "Lahore")
     async with httpx.AsyncClient(timeout=20) as client:
         response = await client.post(
             f"{meetings}/meetings",
-            json={"scheduled_for": "2016-02-20", "host_unit": "punjab", "venue": "Lahore"},
+            json=body,
             headers={**forged_token(migrated, kind), "Idempotency-Key": f"forged-{kind}"},
         )
         assert response.status_code == 401
@@ -338,7 +341,7 @@ async def test_commands_need_a_valid_token_and_append_nothing_without_one(
         # Nothing was recorded under that key: the same key with a valid token now applies.
         accepted = await client.post(
             f"{meetings}/meetings",
-            json={"scheduled_for": "2016-02-20", "host_unit": "punjab", "venue": "Lahore"},
+            json=body,
             headers={**secretariat(migrated), "Idempotency-Key": f"forged-{kind}"},
         )
         assert accepted.status_code == 201
@@ -371,7 +374,11 @@ async def test_an_auditor_cannot_issue_commands(
             + b'"}',
             413,
         ),
-        (b'{"scheduled_for": "2016-02-20", "host_unit": "punjab", "venue": "\\u0000"}', 422),
+        (
+            b'{"scheduled_for": "2016-02-20", "host_unit": "punjab", "venue": "\\u0000", '
+            b'"extraordinary": true, "reason": "r"}',
+            422,
+        ),
     ],
     ids=["malformed", "bad-date", "unknown-unit", "unknown-field", "oversized", "nul-char"],
 )

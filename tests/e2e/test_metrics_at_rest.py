@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ipmg_shared.settings import Settings
 from ipmg_shared.topics import ensure_topics
 from tests.integration.notifications.support import SmtpServer
+from tests.support.meetings import extraordinary_meeting
 from tests.support.processes import IPMG, ServiceProcess, running_service, service_env
 from tests.support.tokens import secretariat
 from tests.support.waiting import wait_until
@@ -81,11 +82,9 @@ async def test_appended_equals_published_on_every_write_service_at_rest(
             async with httpx.AsyncClient(timeout=20) as client:
                 scheduled = await client.post(
                     f"{meetings.url}/meetings",
-                    json={
-                        "scheduled_for": (date.today() + timedelta(days=60)).isoformat(),
-                        "host_unit": "sindh",
-                        "venue": "Karachi",
-                    },
+                    json=extraordinary_meeting(
+                        (date.today() + timedelta(days=60)).isoformat(), "sindh", "Karachi"
+                    ),
                     headers=secretariat(settings),
                 )
             assert scheduled.status_code == 201, scheduled.text

@@ -86,6 +86,9 @@ class MeetingLoad:
             "scheduled_for": f"{self.year}-{1 + sequence % 12:02d}-15",
             "host_unit": "punjab",
             "venue": f"Lahore {key}",
+            # Many meetings a quarter: called as extraordinary, outside the rotation.
+            "extraordinary": True,
+            "reason": "Load",
         }
         deadline: float | None = None
         while True:

@@ -59,6 +59,11 @@ class MeetingScheduled(DomainEvent):
     venue: Place
     occasion: Place | None  # e.g. "16 Days of Activism"
     agenda: Agenda = ()  # added later: events recorded before it have none
+    # Added with the rotation rules; events recorded before them read as ordinary meetings.
+    extraordinary: bool = False
+    reason: Reason | None = None  # why an extraordinary or out-of-turn meeting was called
+    rotation_version: str | None = None
+    expected_host: Unit | None = None  # the host due by the rotation, None at its start
 
 
 class MeetingRescheduled(DomainEvent):

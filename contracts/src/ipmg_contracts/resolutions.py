@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from ipmg_contracts.references import resolution_reference
 from ipmg_shared.actors import Unit
 from ipmg_shared.events import DomainEvent, EventRegistry
 
@@ -150,6 +151,11 @@ class ResolutionPassed(DomainEvent):
     commitments: Commitments
     responsible_units: Units
 
+    @property
+    def reference(self) -> str:
+        """What people call it, e.g. ``IPMG/2015-Q4/R1``."""
+        return resolution_reference(self.passed_on, self.number)
+
 
 class ResolutionCirculated(DomainEvent):
     """A resolution went to its participants for feedback, due by the given day."""
@@ -184,12 +190,30 @@ class ResolutionAmended(DomainEvent):
     reason: Note
 
 
+class RoundClosedBy(StrEnum):
+    ALL_ANSWERED = "all_answered"
+    DUE_DATE_PASSED = "due_date_passed"
+
+
+class ApprovalBasis(ValueObject):
+    """What the approval rested on: the round's positions and any override of an objection."""
+
+    closed_by: RoundClosedBy
+    endorsed: tuple[Unit, ...] = ()
+    amend: tuple[Unit, ...] = ()
+    objected: tuple[Unit, ...] = ()
+    unanswered: tuple[Unit, ...] = ()
+    overridden: tuple[Unit, ...] = ()  # units whose amend/object the secretariat set aside
+    override_reason: Note | None = None
+
+
 class ResolutionApproved(DomainEvent):
     """The secretariat approved the resolution: it may now be signed."""
 
     event_type = "ResolutionApproved"
 
     resolution_id: UUID
+    basis: ApprovalBasis | None = None  # added later: approvals recorded before it have none
 
 
 class ResolutionSigned(DomainEvent):
@@ -231,6 +255,16 @@ class ProgressReported(DomainEvent):
         return self
 
 
+class ActionWaiver(ValueObject):
+    """An open action the secretariat closes without completion, and why."""
+
+    action_id: ActionId
+    reason: Note
+
+
+Waivers = Annotated[tuple[ActionWaiver, ...], Field(max_length=500)]
+
+
 class ResolutionClosed(DomainEvent):
     """The resolution is finished (implemented, withdrawn, superseded): stop following it up."""
 
@@ -240,6 +274,7 @@ class ResolutionClosed(DomainEvent):
     outcome: CloseOutcome
     reason: Note
     superseded_by: UUID | None
+    waived: Waivers = ()  # added later: closings recorded before it waived nothing
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
+from ipmg_sample.approvals import APPROVALS
 from ipmg_sample.history import MEETINGS, SampleMeeting, SampleResolution
 from ipmg_shared.actors import Role, Unit
 from ipmg_shared.auth import issue_token
@@ -120,7 +121,7 @@ class Seeder:
         if sample.amend:
             await self.post(f"{base}/amend", f"{key}:amend", sample.amend)
         if sample.approve:
-            await self.post(f"{base}/approve", f"{key}:approve", {})
+            await self.post(f"{base}/approve", f"{key}:approve", APPROVALS.get(key, {}))
         if sample.sign:
             await self.post(f"{base}/sign", f"{key}:sign", sample.sign)
         if sample.action_plan:

@@ -35,6 +35,7 @@ from ipmg_shared.policy import REFUSED_FOR_OTHER_UNITS, Action, Permission, Reso
 from ipmg_shared.settings import WRITE_SOURCES, Settings
 from tests.e2e.security.world import ACTIONS, World, principals
 from tests.faults.conftest import audit_table, reporting_checkpoints, run_ipmg, stored_events
+from tests.support.meetings import extraordinary_meeting
 from tests.support.processes import ServiceProcess
 from tests.support.reporting import projection_rows, row_differences
 from tests.support.waiting import wait_until
@@ -182,7 +183,7 @@ class PolicyMachine(RuleBasedStateMachine):
 
     @rule(target=meetings, who=WHO, host=UNITS, valid=st.booleans(), day=st.integers(1, 28))
     def schedule(self, who: str, host: Unit, valid: bool, day: int) -> Any:
-        body = {"scheduled_for": f"2017-03-{day:02d}", "host_unit": host.value, "venue": "Lahore"}
+        body = extraordinary_meeting(f"2017-03-{day:02d}", host.value, "Lahore")
         if not valid:
             body["scheduled_for"] = "the ides of March"
         response = self._command(

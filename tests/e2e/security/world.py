@@ -10,6 +10,7 @@ import httpx
 
 from ipmg_shared.actors import Role, Unit
 from ipmg_shared.settings import Settings
+from tests.support.meetings import extraordinary_meeting
 from tests.support.tokens import bearer, secretariat
 from tests.support.waiting import wait_until
 
@@ -46,7 +47,7 @@ async def make_world(settings: Settings, meetings: str, resolutions: str) -> Wor
         meeting = await _ok(
             client,
             f"{meetings}/meetings",
-            {"scheduled_for": "2016-08-10", "host_unit": "sindh", "venue": "Karachi"},
+            extraordinary_meeting("2016-08-10", "sindh", "Karachi"),
             ncsw,
         )
         meeting_id = str(meeting["id"])

@@ -28,6 +28,7 @@ from ipmg_meetings.domain import (
     evolve,
     fold,
 )
+from ipmg_meetings.rotation import ROTATION_VERSION
 from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.domain import CommandRefused, NotAuthorised, NotFound
 from ipmg_shared.events import DomainEvent
@@ -47,6 +48,7 @@ SCHEDULED = MeetingScheduled(
     host_unit=Unit.AJK,
     venue="Muzaffarabad",
     occasion="16 Days of Activism",
+    rotation_version=ROTATION_VERSION,
 )
 HELD = MeetingHeld(
     meeting_id=MEETING,

@@ -232,9 +232,25 @@ class HistoryWriter:
         )
 
     def approve(self, resolution_id: UUID) -> Commit | None:
+        # The secretariat waits for the round to close and overrides what is still at issue.
+        state = self.resolutions.get(resolution_id, resolutions.ResolutionState.initial())
+        if state.feedback_due is not None and set(state.participants) - set(state.positions):
+            after_due = datetime.combine(
+                state.feedback_due + timedelta(days=1), datetime.min.time()
+            )
+            self.clock = max(self.clock, after_due.replace(tzinfo=UTC))
+        at_issue = tuple(
+            unit
+            for unit, current in state.positions.items()
+            if current.position is not resolutions.Position.ENDORSE
+        )
         return self.resolution(
             resolutions.ApproveResolution(
-                actor=SECRETARIAT, at=self._tick(), resolution_id=resolution_id
+                actor=SECRETARIAT,
+                at=self._tick(),
+                resolution_id=resolution_id,
+                overridden=at_issue,
+                override_reason="Taken up in the action plan" if at_issue else None,
             )
         )
 

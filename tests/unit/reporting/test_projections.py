@@ -90,17 +90,20 @@ def test_the_timeline_names_actor_time_position_and_what_happened() -> None:
     )
     punjab = model.timeline_of("punjab")
     assert [entry.summary for entry in punjab] == [
-        "Punjab (Secretary WDD Punjab) asks to amend resolution 1",
-        "Action plan for 2016-Q1 adopted on resolution 1: 2 actions for Punjab, Sindh",
-        "Action a1 of resolution 1 (Punjab): in progress, 40%: Draft with the law department",
-        "Action a1 of resolution 1 (Punjab): completed, 100%: Bill tabled",
+        "Punjab (Secretary WDD Punjab) asks to amend resolution IPMG/2015-Q4/R1",
+        "Action plan for 2016-Q1 adopted on resolution IPMG/2015-Q4/R1: "
+        "2 actions for Punjab, Sindh",
+        "Action a1 of resolution IPMG/2015-Q4/R1 (Punjab): in progress, 40%: "
+        "Draft with the law department",
+        "Action a1 of resolution IPMG/2015-Q4/R1 (Punjab): completed, 100%: Bill tabled",
     ]
     assert punjab[0].actor.subject == "focal@punjab.gov.pk"
     assert (punjab[0].source, punjab[0].position) == ("resolutions", 3)
     recent = model.recent_events(2)
     assert [entry.summary for entry in recent] == [
-        "Action a1 of resolution 1 (Punjab): completed, 100%: Bill tabled",
-        "Action a1 of resolution 1 (Punjab): in progress, 40%: Draft with the law department",
+        "Action a1 of resolution IPMG/2015-Q4/R1 (Punjab): completed, 100%: Bill tabled",
+        "Action a1 of resolution IPMG/2015-Q4/R1 (Punjab): in progress, 40%: "
+        "Draft with the law department",
     ]
 
 

@@ -9,6 +9,7 @@ from uuid import UUID
 import pytest
 from pydantic import ValidationError
 
+from ipmg_contracts.resolutions import ApprovalBasis, RoundClosedBy
 from ipmg_resolutions.domain import (
     Action,
     ActionPlanAdopted,
@@ -53,6 +54,7 @@ SUCCESSOR = UUID("00000000-0000-4000-8000-0000000000a2")
 MEETING = UUID("00000000-0000-4000-8000-000000000001")
 AT = datetime(2015, 12, 1, 9, 0, tzinfo=UTC)
 HELD_ON = date(2015, 11, 26)
+AFTER_FEEDBACK_DUE = datetime(2015, 12, 16, 9, 0, tzinfo=UTC)
 
 SECRETARIAT = Actor(subject="staff:1", unit=Unit.NCSW, role=Role.SECRETARIAT)
 AUDITOR = Actor(subject="auditor:1", unit=Unit.NCSW, role=Role.AUDITOR)
@@ -101,7 +103,12 @@ PUNJAB_ENDORSES = FeedbackReceived(
     position=Position.ENDORSE,
     comments=None,
 )
-APPROVED = ResolutionApproved(resolution_id=RESOLUTION)
+APPROVED = ResolutionApproved(
+    resolution_id=RESOLUTION,
+    basis=ApprovalBasis(
+        closed_by=RoundClosedBy.DUE_DATE_PASSED, unanswered=(Unit.PUNJAB, Unit.SINDH, Unit.AJK)
+    ),
+)
 SIGNED = ResolutionSigned(
     resolution_id=RESOLUTION, signed_on=date(2016, 1, 5), signatories=SIGNATORIES
 )
@@ -175,7 +182,8 @@ def amend(**fields: Any) -> AmendResolution:
 
 
 def approve(**fields: Any) -> ApproveResolution:
-    return ApproveResolution(**_fields(fields))
+    values = {"at": AFTER_FEEDBACK_DUE}
+    return ApproveResolution(**_fields(values | fields))
 
 
 def sign(**fields: Any) -> SignResolution:
@@ -556,14 +564,17 @@ def test_a_resolution_is_withdrawn_from_any_open_state(history: str) -> None:
 
 
 def test_a_resolution_is_superseded_by_another() -> None:
-    superseded = close(outcome=CloseOutcome.SUPERSEDED, superseded_by=SUCCESSOR)
+    superseded = close(
+        outcome=CloseOutcome.SUPERSEDED, superseded_by=SUCCESSOR, successor_exists=True
+    )
     events = decide(superseded, fold(UP_TO_SIGNED))
     assert fold([*UP_TO_SIGNED, *events]).superseded_by == SUCCESSOR
 
 
 def test_an_adopted_resolution_is_closed_as_implemented() -> None:
     implemented = close(outcome=CloseOutcome.IMPLEMENTED, reason="All actions done")
-    [event] = decide(implemented, fold([*UP_TO_ADOPTED, A1_COMPLETED]))
+    a2_completed = A1_COMPLETED.model_copy(update={"action_id": "a2", "unit": Unit.SINDH})
+    [event] = decide(implemented, fold([*UP_TO_ADOPTED, A1_COMPLETED, a2_completed]))
     assert isinstance(event, ResolutionClosed)
     assert event.outcome is CloseOutcome.IMPLEMENTED
 

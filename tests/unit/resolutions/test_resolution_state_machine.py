@@ -15,8 +15,9 @@ from uuid import UUID
 from hypothesis import event as note_outcome
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from ipmg_contracts.resolutions import ActionWaiver, RoundClosedBy
 from ipmg_resolutions.domain import (
     Action,
     ActionPlanAdopted,
@@ -38,6 +39,7 @@ from ipmg_resolutions.domain import (
     ReportProgress,
     ResolutionApproved,
     ResolutionCirculated,
+    ResolutionClosed,
     ResolutionCommand,
     ResolutionSigned,
     ResolutionState,
@@ -58,6 +60,7 @@ RESOLUTION = UUID("00000000-0000-4000-8000-0000000000a1")
 SUCCESSOR = UUID("00000000-0000-4000-8000-0000000000a2")
 MEETING = UUID("00000000-0000-4000-8000-000000000001")
 AT = datetime(2015, 12, 1, 9, 0, tzinfo=UTC)
+AFTER_FEEDBACK_DUE = datetime(2015, 12, 16, 9, 0, tzinfo=UTC)
 SECRETARIAT = Actor(subject="staff:1", unit=Unit.NCSW, role=Role.SECRETARIAT)
 HELD_MEETING = HeldMeetingFacts(
     meeting_id=MEETING, status=MeetingStatus.HELD, held_on=date(2015, 11, 26), host_unit=Unit.AJK
@@ -139,8 +142,19 @@ def circulation(actor: Actor, participants: tuple[Unit, ...]) -> CirculateResolu
     )
 
 
-def approval(actor: Actor) -> ApproveResolution:
-    return ApproveResolution(actor=actor, at=AT, resolution_id=RESOLUTION)
+def approval(
+    actor: Actor,
+    at: datetime = AFTER_FEEDBACK_DUE,
+    overridden: tuple[Unit, ...] = (),
+    reason: str | None = None,
+) -> ApproveResolution:
+    return ApproveResolution(
+        actor=actor,
+        at=at,
+        resolution_id=RESOLUTION,
+        overridden=overridden,
+        override_reason=reason,
+    )
 
 
 def signature(actor: Actor, unit: Unit) -> SignResolution:
@@ -184,7 +198,11 @@ class ResolutionLifecycle(RuleBasedStateMachine):
         self.history.extend(events)
 
     @initialize(
-        depth=st.integers(0, 5), participants=distinct_units, unit=units, actions=action_plans
+        # Circulated (depth 2) weighs more: feedback and approval happen there.
+        depth=st.sampled_from([0, 1, 2, 2, 2, 3, 4, 5]),
+        participants=distinct_units,
+        unit=units,
+        actions=action_plans,
     )
     def start_somewhere_in_the_lifecycle(
         self, depth: int, participants: tuple[Unit, ...], unit: Unit, actions: tuple[Action, ...]
@@ -241,9 +259,39 @@ class ResolutionLifecycle(RuleBasedStateMachine):
             )
         )
 
-    @rule(actor=actors)
-    def approve(self, actor: Actor) -> None:
-        self.run(approval(actor))
+    @precondition(lambda self: self.state.status is ResolutionStatus.CIRCULATED)
+    @rule(data=st.data(), position=st.sampled_from(Position))
+    def a_participant_answers(self, data: st.DataObject, position: Position) -> None:
+        # Often enough that approval meets rounds with amend and object positions in them.
+        unit = data.draw(st.sampled_from(self.state.participants))
+        self.run(
+            GiveFeedback(
+                actor=SECRETARIAT,
+                at=AT,
+                resolution_id=RESOLUTION,
+                unit=unit,
+                person="Minister WDD",
+                position=position,
+            )
+        )
+
+    @rule(
+        data=st.data(),
+        actor=actors,
+        late=st.booleans(),
+        reason=st.sampled_from([None, "Raised again at the next meeting"]),
+    )
+    def approve(self, data: st.DataObject, actor: Actor, late: bool, reason: str | None) -> None:
+        at_issue = tuple(
+            unit
+            for unit, current in self.state.positions.items()
+            if current.position is not Position.ENDORSE
+        )
+        overridden = data.draw(
+            st.sampled_from([(), at_issue, at_issue[1:]])
+            | st.lists(units, unique=True, max_size=3).map(tuple)
+        )
+        self.run(approval(actor, AFTER_FEEDBACK_DUE if late else AT, overridden, reason))
 
     @rule(actor=actors, unit=units)
     def sign(self, actor: Actor, unit: Unit) -> None:
@@ -270,8 +318,24 @@ class ResolutionLifecycle(RuleBasedStateMachine):
             )
         )
 
-    @rule(actor=actors, outcome=st.sampled_from(CloseOutcome))
-    def close(self, actor: Actor, outcome: CloseOutcome) -> None:
+    @rule(
+        data=st.data(),
+        actor=actors,
+        outcome=st.sampled_from(CloseOutcome),
+        successor_exists=st.booleans(),
+    )
+    def close(
+        self, data: st.DataObject, actor: Actor, outcome: CloseOutcome, successor_exists: bool
+    ) -> None:
+        open_actions = [
+            action_id
+            for action_id, action in self.state.actions.items()
+            if action.status is not ProgressStatus.COMPLETED
+        ]
+        waived_ids = data.draw(
+            st.sampled_from([(), tuple(open_actions), tuple(open_actions[1:])])
+            | st.lists(st.sampled_from(ACTION_IDS), unique=True, max_size=2).map(tuple)
+        )
         self.run(
             CloseResolution(
                 actor=actor,
@@ -280,6 +344,8 @@ class ResolutionLifecycle(RuleBasedStateMachine):
                 outcome=outcome,
                 reason="Decided by the group",
                 superseded_by=SUCCESSOR if outcome is CloseOutcome.SUPERSEDED else None,
+                successor_exists=successor_exists,
+                waived=tuple(ActionWaiver(action_id=a, reason="Overtaken") for a in waived_ids),
             )
         )
 
@@ -309,6 +375,39 @@ class ResolutionLifecycle(RuleBasedStateMachine):
     def approval_only_after_circulation(self) -> None:
         for _, earlier in self.with_earlier(ResolutionApproved):
             assert of_class(earlier, ResolutionCirculated)
+
+    @invariant()
+    def approval_only_on_a_closed_round_with_no_unheard_objection(self) -> None:
+        for approved, earlier in self.with_earlier(ResolutionApproved):
+            assert approved.basis is not None
+            last_circulation = max(
+                i for i, e in enumerate(earlier) if isinstance(e, ResolutionCirculated)
+            )
+            circulated = earlier[last_circulation]
+            assert isinstance(circulated, ResolutionCirculated)
+            positions = {
+                e.unit: e.position for e in of_class(earlier[last_circulation:], FeedbackReceived)
+            }
+            at_issue = {u for u, p in positions.items() if p is not Position.ENDORSE}
+            assert at_issue == set(approved.basis.overridden)
+            assert not approved.basis.overridden or approved.basis.override_reason
+            unanswered = set(circulated.participants) - set(positions)
+            assert unanswered == set(approved.basis.unanswered)
+            if approved.basis.closed_by is RoundClosedBy.ALL_ANSWERED:
+                assert not unanswered
+
+    @invariant()
+    def implemented_only_with_every_action_completed_or_waived(self) -> None:
+        for closed, earlier in self.with_earlier(ResolutionClosed):
+            if closed.outcome is not CloseOutcome.IMPLEMENTED:
+                continue
+            planned = {a.action_id for p in of_class(earlier, ActionPlanAdopted) for a in p.actions}
+            completed = {
+                r.action_id
+                for r in of_class(earlier, ProgressReported)
+                if r.status is ProgressStatus.COMPLETED
+            }
+            assert planned <= completed | {waiver.action_id for waiver in closed.waived}
 
     @invariant()
     def signatories_only_after_approval(self) -> None:

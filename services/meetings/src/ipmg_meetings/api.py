@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ipmg_meetings.calendar import with_calendar
 from ipmg_meetings.domain import (
     CancelMeeting,
     Command,
@@ -33,6 +34,8 @@ def router() -> APIRouter:
         command=ScheduleMeeting,
         id_field="meeting_id",
         creates=True,
+        exclude={"calendar"},
+        enrich=with_calendar,
         summary="Schedule a quarterly meeting",
         permission=Permission(Resource.MEETING, Action.SCHEDULE),
     )

@@ -37,6 +37,7 @@ from ipmg_contracts.meetings import (
     Reason,
     ValueObject,
 )
+from ipmg_meetings.rotation import ROTATION_VERSION, Calendar, check_calendar
 from ipmg_shared.actors import Actor, Unit
 from ipmg_shared.domain import CommandRefused, NotAuthorised, NotFound
 from ipmg_shared.events import DomainEvent
@@ -62,6 +63,9 @@ class ScheduleMeeting(Command):
     venue: Place
     occasion: Place | None = None
     agenda: Agenda = ()
+    extraordinary: bool = False
+    reason: Reason | None = None
+    calendar: Calendar = ()  # the other meetings, filled by the service
 
 
 class RescheduleMeeting(Command):
@@ -107,6 +111,7 @@ class MeetingState(ValueObject):
     held_on: date | None = None
     attendees: tuple[Attendee, ...] = ()
     agenda: tuple[str, ...] = ()
+    extraordinary: bool = False
     cancellation_reason: str | None = None
     minutes: str | None = None
 
@@ -127,6 +132,7 @@ def evolve(state: MeetingState, event: DomainEvent) -> MeetingState:
                 "venue": event.venue,
                 "occasion": event.occasion,
                 "agenda": event.agenda,
+                "extraordinary": event.extraordinary,
             }
         case MeetingRescheduled():
             changes = {
@@ -188,6 +194,15 @@ def _schedule(command: ScheduleMeeting, state: MeetingState) -> list[DomainEvent
         raise CommandRefused(
             "meeting.schedule.already_scheduled", "this meeting has already been scheduled"
         )
+    due = check_calendar(
+        command.meeting_id,
+        command.scheduled_for,
+        command.host_unit,
+        command.venue,
+        command.calendar,
+        extraordinary=command.extraordinary,
+        reason=command.reason,
+    )
     return [
         MeetingScheduled(
             meeting_id=command.meeting_id,
@@ -196,6 +211,10 @@ def _schedule(command: ScheduleMeeting, state: MeetingState) -> list[DomainEvent
             venue=command.venue,
             occasion=command.occasion,
             agenda=command.agenda,
+            extraordinary=command.extraordinary,
+            reason=command.reason,
+            rotation_version=ROTATION_VERSION,
+            expected_host=due,
         )
     ]
 

@@ -28,6 +28,7 @@ from pydantic_core import to_json
 from ipmg_contracts import meetings as meeting_events
 from ipmg_contracts import notifications as notification_events
 from ipmg_contracts import resolutions as resolution_events
+from ipmg_contracts.references import resolution_reference
 from ipmg_shared.actors import Role, Unit
 from ipmg_shared.canonical import format_instant
 from ipmg_shared.checkpoints import SYSTEM_EVENTS
@@ -167,6 +168,10 @@ class ResolutionDoc(Doc):
     closed_at: str | None = None
     passed_at: str
     updated_at: str
+
+    @property
+    def reference(self) -> str:
+        return resolution_reference(self.passed_on, self.number)
 
     @property
     def current_round(self) -> RoundDoc | None:
@@ -645,7 +650,7 @@ POSITION_PHRASES = {"endorse": "endorses", "amend": "asks to amend", "object": "
 def summarize(envelope: Envelope, event: DomainEvent, document: Document | None) -> str:
     """One line a person reads on the timeline."""
     resolution = (
-        f"resolution {document.number}" if isinstance(document, ResolutionDoc) else "resolution"
+        f"resolution {document.reference}" if isinstance(document, ResolutionDoc) else "resolution"
     )
     match event:
         case meeting_events.MeetingScheduled():
@@ -672,7 +677,7 @@ def summarize(envelope: Envelope, event: DomainEvent, document: Document | None)
             return "Minutes published"
         case resolution_events.ResolutionPassed():
             return (
-                f"Resolution {event.number} passed ({event.priority_area.value}): "
+                f"Resolution {event.reference} passed ({event.priority_area.value}): "
                 f"{_clip(event.title)}"
             )
         case resolution_events.ResolutionCirculated():

@@ -97,6 +97,7 @@ class TrackedAction(ReportModel):
 class TrackerRow(ReportModel):
     resolution_id: str
     number: int
+    reference: str
     title: str
     status: str
     priority_area: str
@@ -158,6 +159,7 @@ def tracker_row(documents: Documents, resolution: ResolutionDoc, today: date) ->
     return TrackerRow(
         resolution_id=resolution.resolution_id,
         number=resolution.number,
+        reference=resolution.reference,
         title=resolution.title,
         status=resolution.status,
         priority_area=resolution.priority_area,
@@ -393,6 +395,7 @@ def meeting_history(documents: Documents, quarter: str | None = None) -> list[Me
 class OverdueAction(ReportModel):
     resolution_id: str
     resolution_number: int
+    resolution_reference: str
     resolution_title: str
     quarter: str | None
     action_id: str
@@ -420,6 +423,7 @@ def overdue_actions(
                 OverdueAction(
                     resolution_id=resolution.resolution_id,
                     resolution_number=resolution.number,
+                    resolution_reference=resolution.reference,
                     resolution_title=resolution.title,
                     quarter=resolution.quarter,
                     action_id=action.action_id,
@@ -493,6 +497,7 @@ def notification_log(
 class QuarterAction(ReportModel):
     resolution_id: str
     resolution_number: int
+    resolution_reference: str
     resolution_title: str
     priority_area: str
     action_id: str
@@ -535,6 +540,7 @@ def quarter_actions(documents: Documents, quarter: str, today: date) -> list[Qua
                 QuarterAction(
                     resolution_id=resolution.resolution_id,
                     resolution_number=resolution.number,
+                    resolution_reference=resolution.reference,
                     resolution_title=resolution.title,
                     priority_area=resolution.priority_area,
                     action_id=action.action_id,

@@ -21,7 +21,7 @@ from ipmg_resolutions.domain import (
     decide,
     evolve,
 )
-from ipmg_resolutions.handlers import meeting_facts
+from ipmg_resolutions.handlers import meeting_facts, numbers_taken, resolution_exists
 from ipmg_shared.application import AggregateType
 from ipmg_shared.command_api import add_command_route, add_query_routes
 from ipmg_shared.policy import Action, Permission, Resource
@@ -33,11 +33,22 @@ RESOLUTION: AggregateType[ResolutionState] = AggregateType(
 
 
 async def with_meeting_facts(request: Request, fields: dict[str, Any]) -> dict[str, Any]:
-    """Passing needs to know whether the meeting was held: from this service's own copy."""
+    """Passing needs to know whether the meeting was held and which numbers it has used."""
     context: ServiceContext = request.app.state.context
     async with context.pool.acquire(timeout=context.settings.pool_acquire_timeout_s) as db:
         facts = await meeting_facts(db, fields["meeting_id"])
-    return {**fields, "meeting": facts}
+        taken = await numbers_taken(db, fields["meeting_id"])
+    return {**fields, "meeting": facts, "numbers_taken": taken}
+
+
+async def with_successor(request: Request, fields: dict[str, Any]) -> dict[str, Any]:
+    """Superseding needs to know that the successor exists: from this service's own store."""
+    if fields.get("superseded_by") is None:
+        return fields
+    context: ServiceContext = request.app.state.context
+    async with context.pool.acquire(timeout=context.settings.pool_acquire_timeout_s) as db:
+        exists = await resolution_exists(db, fields["superseded_by"])
+    return {**fields, "successor_exists": exists}
 
 
 def router() -> APIRouter:
@@ -49,7 +60,7 @@ def router() -> APIRouter:
         command=PassResolution,
         id_field="resolution_id",
         creates=True,
-        exclude={"meeting"},
+        exclude={"meeting", "numbers_taken"},
         enrich=with_meeting_facts,
         summary="Pass a joint resolution at a held meeting",
         permission=Permission(Resource.RESOLUTION, Action.PASS),
@@ -77,7 +88,6 @@ def router() -> APIRouter:
             "Adopt the action plan for the next quarter",
         ),
         ("progress", ReportProgress, Action.REPORT_PROGRESS, "Report progress on an action"),
-        ("close", CloseResolution, Action.CLOSE, "Close as implemented, withdrawn or superseded"),
     ]
     for path, command, action, summary in changes:
         add_command_route(
@@ -89,6 +99,17 @@ def router() -> APIRouter:
             summary=summary,
             permission=Permission(Resource.RESOLUTION, action),
         )
+    add_command_route(
+        routes,
+        "/resolutions/{resolution_id}/close",
+        aggregate=RESOLUTION,
+        command=CloseResolution,
+        id_field="resolution_id",
+        exclude={"successor_exists"},
+        enrich=with_successor,
+        summary="Close as implemented, withdrawn or superseded",
+        permission=Permission(Resource.RESOLUTION, Action.CLOSE),
+    )
     add_query_routes(
         routes, "/resolutions/{resolution_id}", aggregate=RESOLUTION, resource=Resource.RESOLUTION
     )

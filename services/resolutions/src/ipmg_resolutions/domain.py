@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from ipmg_contracts.references import resolution_reference
 from ipmg_contracts.resolutions import (
     REGISTRY,
     Action,
@@ -64,9 +65,13 @@ from ipmg_contracts.resolutions import (
     Title,
     Units,
     ValueObject,
+    Waivers,
     check_closing,
     check_progress,
 )
+from ipmg_resolutions.approval import approval_basis
+from ipmg_resolutions.closing import WAIVER_NOT_OPEN, check_implemented, check_successor
+from ipmg_resolutions.numbering import check_number
 from ipmg_shared.actors import Actor, Role, Unit
 from ipmg_shared.domain import CommandRefused, NotAuthorised, NotFound
 from ipmg_shared.events import DomainEvent
@@ -135,6 +140,7 @@ class PassResolution(Command):
     priority_area: PriorityArea
     commitments: Commitments = ()
     responsible_units: Units
+    numbers_taken: tuple[int, ...] = ()  # passed at the same meeting, filled by the service
 
     @model_validator(mode="after")
     def _facts_about_this_meeting(self) -> Self:
@@ -168,7 +174,9 @@ class AmendResolution(Command):
 
 
 class ApproveResolution(Command):
-    pass
+    # Units whose current amend/object position the secretariat sets aside, and why.
+    overridden: tuple[Unit, ...] = Field(default=(), max_length=len(Unit))
+    override_reason: Note | None = None
 
 
 class SignResolution(Command):
@@ -198,6 +206,8 @@ class CloseResolution(Command):
     outcome: CloseOutcome
     reason: Note
     superseded_by: UUID | None = None
+    waived: Waivers = ()
+    successor_exists: bool | None = None  # filled by the service when superseded_by is given
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -261,6 +271,12 @@ class ResolutionState(ValueObject):
     outcome: CloseOutcome | None = None
     closing_reason: str | None = None
     superseded_by: UUID | None = None
+
+    @property
+    def reference(self) -> str | None:
+        if self.passed_on is None or self.number is None:
+            return None
+        return resolution_reference(self.passed_on, self.number)
 
     @classmethod
     def initial(cls) -> ResolutionState:
@@ -386,6 +402,11 @@ def _pass(command: PassResolution, state: ResolutionState) -> list[DomainEvent]:
             "resolution.pass.meeting_not_held",
             f"resolutions are passed only at a held meeting; this one is {meeting.status}",
         )
+    check_number(
+        command.number,
+        command.numbers_taken,
+        resolution_reference(meeting.held_on, command.number),
+    )
     return [
         ResolutionPassed(
             resolution_id=command.resolution_id,
@@ -472,7 +493,16 @@ def _approve(command: ApproveResolution, state: ResolutionState) -> list[DomainE
             "resolution.approve.requires_circulation",
             f"a resolution is approved only after circulation; it is {status}",
         )
-    return [ResolutionApproved(resolution_id=command.resolution_id)]
+    assert state.feedback_due is not None, "a circulated resolution has a due day"
+    basis = approval_basis(
+        {unit: current.position for unit, current in state.positions.items()},
+        state.participants,
+        state.feedback_due,
+        command.at.date(),
+        command.overridden,
+        command.override_reason,
+    )
+    return [ResolutionApproved(resolution_id=command.resolution_id, basis=basis)]
 
 
 def _sign(command: SignResolution, state: ResolutionState) -> list[DomainEvent]:
@@ -561,12 +591,20 @@ def _close(command: CloseResolution, state: ResolutionState) -> list[DomainEvent
             f"a resolution is implemented only through an adopted action plan; it is "
             f"{state.status}",
         )
+    if command.outcome is CloseOutcome.IMPLEMENTED:
+        statuses = {action_id: action.status for action_id, action in state.actions.items()}
+        check_implemented(statuses, command.waived)
+    elif command.waived:
+        raise CommandRefused(WAIVER_NOT_OPEN, "actions are waived only when closing as implemented")
+    if command.outcome is CloseOutcome.SUPERSEDED:
+        check_successor(command.successor_exists)
     return [
         ResolutionClosed(
             resolution_id=command.resolution_id,
             outcome=command.outcome,
             reason=command.reason,
             superseded_by=command.superseded_by,
+            waived=command.waived,
         )
     ]
 

@@ -63,6 +63,23 @@ async def meeting_facts(connection: DbConnection, meeting_id: UUID) -> HeldMeeti
     return None if row is None else HeldMeetingFacts.model_validate(dict(row))
 
 
+async def numbers_taken(connection: DbConnection, meeting_id: UUID) -> tuple[int, ...]:
+    """The numbers of the resolutions passed so far at ``meeting_id``, from this service's store."""
+    rows = await connection.fetch(
+        "SELECT (payload->>'number')::int AS number FROM events "
+        "WHERE type = 'ResolutionPassed' AND payload->>'meeting_id' = $1",
+        str(meeting_id),
+    )
+    return tuple(row["number"] for row in rows)
+
+
+async def resolution_exists(connection: DbConnection, resolution_id: UUID) -> bool:
+    found = await connection.fetchval(
+        "SELECT 1 FROM events WHERE stream_id = $1 LIMIT 1", f"resolution-{resolution_id}"
+    )
+    return found is not None
+
+
 def subscriptions(context: ServiceContext) -> list[Subscription]:
     return [
         Subscription(
