@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ipmg_shared.settings import SERVICES, Settings
+from tests.faults.conftest import isolated
 from tests.support.processes import REPO, free_port, service_env
 
 pytestmark = pytest.mark.infra
@@ -32,8 +33,9 @@ def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_make_up_then_make_down(migrated: Settings, tmp_path: Path) -> None:
     ports = {service: free_port() for service in (*SERVICES, "audit_watch")}
+    # A system of its own: the session's stores hold checkpoints signed with other keys.
     env = {
-        **service_env(migrated),
+        **service_env(isolated(migrated, "makeup")),
         "IPMG_STATE_DIR": str(tmp_path / "state"),
         "IPMG_KEYS_DIR": str(tmp_path / "keys"),
         **{f"IPMG_{service.upper()}_PORT": str(port) for service, port in ports.items()},
